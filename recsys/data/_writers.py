@@ -1,0 +1,187 @@
+"""Write a ``Dataset`` out as files or as a SQLite database, atomically.
+
+Why here: the synthetic shop is the project's embedded default, and the file and SQL loaders are
+tested by round-tripping it through exactly the formats a real shop would hand us.  Why atomic:
+a crashed export must never leave a half-written ``interactions.csv`` that a later load would
+accept as truth; we write to a temporary sibling and ``os.replace`` it into place only when whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import polars as pl
+
+from recsys.dataset import Dataset
+from recsys.schema import CUSTOMERS, INTERACTIONS, ITEMS
+
+if TYPE_CHECKING:
+    from recsys.data.synthetic import SyntheticShop
+
+__all__ = ["write_files", "write_sqlite", "FileFormat", "TS_TEXT_FORMAT"]
+
+FileFormat = Literal["csv", "csv.gz", "parquet"]
+
+#: Text form of timestamps in CSV and SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``): sorts as text and
+#: is parsed by the loader's default formats.
+TS_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
+
+_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "interactions": INTERACTIONS,
+    "items": ITEMS,
+    "customers": CUSTOMERS,
+}
+
+
+def _as_dataset(data: Dataset | SyntheticShop) -> Dataset:
+    ds = getattr(data, "dataset", data)
+    if not isinstance(ds, Dataset):
+        raise TypeError(f"expected a Dataset or SyntheticShop, got {type(data).__name__}")
+    return ds
+
+
+def _frames(ds: Dataset) -> dict[str, pl.DataFrame]:
+    return {"interactions": ds.interactions, "items": ds.items, "customers": ds.customers}
+
+
+def _write_one(frame: pl.DataFrame, path: Path, fmt: FileFormat) -> None:
+    if fmt == "parquet":
+        frame.write_parquet(path)
+    elif fmt == "csv":
+        frame.write_csv(path, datetime_format=TS_TEXT_FORMAT)
+    elif fmt == "csv.gz":
+        with gzip.open(path, "wb", compresslevel=6) as fh:
+            frame.write_csv(fh, datetime_format=TS_TEXT_FORMAT)
+    else:  # pragma: no cover - guarded by write_files
+        raise ValueError(fmt)
+
+
+def write_files(
+    data: Dataset | SyntheticShop,
+    folder: str | Path,
+    fmt: FileFormat = "csv",
+) -> dict[str, Path]:
+    """Write ``interactions.<ext>``, ``items.<ext>`` and ``customers.<ext>`` into ``folder``.
+
+    Parameters
+    ----------
+    data
+        A ``Dataset`` or a ``SyntheticShop`` (its ``.dataset`` is written).
+    folder
+        Target folder; created if missing.  Existing files of the same names are replaced, other
+        files are left alone.
+    fmt
+        ``"csv"``, ``"csv.gz"`` or ``"parquet"``.  CSV timestamps are written as
+        ``YYYY-MM-DD HH:MM:SS.ffffff`` and booleans as ``true``/``false``.
+
+    Returns
+    -------
+    dict[str, Path]
+        Table name → path written.
+
+    Notes
+    -----
+    All three files are first written to a temporary directory inside ``folder`` and moved into
+    place with ``os.replace`` only after every one of them was written, so a failure leaves no
+    partial file behind (the three moves are individually atomic).
+    """
+    if fmt not in ("csv", "csv.gz", "parquet"):
+        raise ValueError(f"fmt must be 'csv', 'csv.gz' or 'parquet', not {fmt!r}")
+    ds = _as_dataset(data)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".write-", dir=folder))
+    try:
+        staged: dict[str, Path] = {}
+        for name, frame in _frames(ds).items():
+            staged[name] = tmp / f"{name}.{fmt}"
+            _write_one(frame, staged[name], fmt)
+        out: dict[str, Path] = {}
+        for name, path in staged.items():
+            out[name] = folder / path.name
+            os.replace(path, out[name])
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sql_type(dtype: pl.DataType) -> str:
+    if dtype == pl.Boolean or dtype.is_integer():
+        return "INTEGER"
+    if dtype.is_float():
+        return "REAL"
+    return "TEXT"
+
+
+def _sqlite_ready(frame: pl.DataFrame) -> pl.DataFrame:
+    """Timestamps → ISO text, booleans → 0/1, everything else unchanged."""
+    exprs = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            exprs.append(pl.col(name).dt.strftime(TS_TEXT_FORMAT))
+        elif dtype == pl.Boolean:
+            exprs.append(pl.col(name).cast(pl.Int64))
+        elif dtype == pl.Float32:  # keep 1.0 as 1.0, not 1.0000000149
+            exprs.append(pl.col(name).cast(pl.Float64))
+        else:
+            exprs.append(pl.col(name))
+    return frame.select(exprs)
+
+
+def write_sqlite(data: Dataset | SyntheticShop, path: str | Path, *, batch_rows: int = 100_000) -> Path:
+    """Write tables ``interactions``, ``items`` and ``customers`` into a new SQLite file.
+
+    Parameters
+    ----------
+    data
+        A ``Dataset`` or a ``SyntheticShop``.
+    path
+        The database file.  An existing file is *replaced* as a whole (not appended to).
+    batch_rows
+        Rows per ``executemany`` batch (bounds memory on large datasets).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Notes
+    -----
+    Timestamps are stored as text ``YYYY-MM-DD HH:MM:SS.ffffff``, booleans as 0/1, nulls as NULL.
+    Uses only the standard library ``sqlite3`` (polars' ``write_database`` needs SQLAlchemy or
+    ADBC, which the project does not depend on).  The file is built under a temporary name in the
+    same directory and moved into place with ``os.replace``.
+    """
+    ds = _as_dataset(data)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode=OFF")
+            conn.execute("PRAGMA synchronous=OFF")
+            for name, frame in _frames(ds).items():
+                cols = ", ".join(f'"{c}" {_sql_type(t)}' for c, t in frame.schema.items())
+                conn.execute(f'CREATE TABLE "{name}" ({cols})')
+                ready = _sqlite_ready(frame)
+                marks = ", ".join("?" * ready.width)
+                insert = f'INSERT INTO "{name}" VALUES ({marks})'
+                for start in range(0, ready.height, batch_rows):
+                    conn.executemany(insert, ready.slice(start, batch_rows).iter_rows())
+            conn.commit()
+        finally:
+            conn.close()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,292 @@
+"""The one contract every candidate generator honours (fit / recommend / partial_fit / save / load).
+
+Why one base class: the ranker, the bundle, the service and the contract test suite treat every
+generator the same way.  The rules, borrowed from scikit-learn and implicit:
+
+* ``__init__`` only stores keyword hyperparameters verbatim (no validation, no logic);
+* ``fit(data)`` validates hyperparameters, learns state in attributes ending in ``_`` and returns self;
+* every other public method first checks fittedness and raises ``NotFittedError`` with a clear message;
+* queries are batch-first: ``recommend(customer_ids, n)`` takes an array and returns ``(ids, scores)``
+  arrays of shape ``(len(customer_ids), n)``; a scalar id returns 1-d arrays (the batch path with one
+  row).  Rows with fewer than ``n`` candidates are padded with id ``""`` and score ``-inf``;
+* unknown customers raise ``UnknownIdError`` unless ``on_unknown="empty"`` (an all-padding row);
+* persistence is data only: ``.npz`` arrays loaded with ``allow_pickle=False`` plus a JSON manifest.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, NamedTuple, Self
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.dataset import Dataset
+from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownIdError
+from recsys.idmap import IdMap
+
+__all__ = [
+    "Recommendations",
+    "Recommender",
+    "OnUnknown",
+    "PAD_ID",
+    "check_param",
+    "top_n",
+    "interaction_matrix",
+    "atomic_dir",
+]
+
+OnUnknown = Literal["raise", "empty"]
+PAD_ID = ""
+FORMAT_VERSION = 1
+
+
+class Recommendations(NamedTuple):
+    """``ids[b, r]`` is the r-th item for the b-th customer, ``scores`` the matching scores."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+def check_param(owner: object, name: str, value: Any, rule: str, ok: bool) -> None:
+    """Raise a message in the scikit-learn shape: names the parameter, the rule and the value got."""
+    if not ok:
+        raise ConfigError(f"The '{name}' parameter of {type(owner).__name__} must be {rule}. Got {value!r} instead.")
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise indices and values of the ``n`` largest scores, sorted descending.
+
+    Entries equal to ``-inf`` are candidates nobody proposed; they stay at the end and the caller pads
+    them.  Ties are broken by index (stable) so results are deterministic.
+    """
+    scores = np.atleast_2d(scores)
+    k = min(n, scores.shape[1])
+    if k == 0:
+        return np.zeros((scores.shape[0], 0), dtype=np.int64), np.zeros((scores.shape[0], 0), dtype=np.float32)
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def interaction_matrix(
+    purchases: pl.DataFrame,
+    customers: IdMap,
+    items: IdMap,
+    *,
+    weight: Literal["binary", "count", "quantity"] = "count",
+    half_life_days: float | None = None,
+    reference_time: datetime | None = None,
+) -> sp.csr_matrix:
+    """Customer × item CSR matrix of (optionally time-decayed) purchase weights.
+
+    Rows whose customer or item is not in the maps are ignored (callers decide what is known).
+    """
+    frame = purchases.select("customer_id", "item_id", "ts", "quantity")
+    rows = customers.index(frame["customer_id"].to_list())
+    cols = items.index(frame["item_id"].to_list())
+    if weight == "quantity":
+        w = frame["quantity"].to_numpy().astype(np.float32)
+    else:
+        w = np.ones(frame.height, dtype=np.float32)
+    if half_life_days is not None and frame.height:
+        ref = reference_time or frame["ts"].max()
+        age_days = ((ref - frame["ts"]).dt.total_seconds() / 86400.0).to_numpy()  # type: ignore[operator]
+        w = w * np.power(0.5, np.clip(age_days, 0, None) / half_life_days).astype(np.float32)
+    keep = (rows >= 0) & (cols >= 0)
+    m = sp.csr_matrix((w[keep], (rows[keep], cols[keep])), shape=(len(customers), len(items)), dtype=np.float32)
+    m.sum_duplicates()
+    if weight == "binary":
+        m.data[:] = 1.0
+    return m
+
+
+class atomic_dir:
+    """Context manager: write into a temp dir beside ``path``, then swap it into place on success.
+
+    Why: a crash mid-save must never leave a half-written model where a loader would find it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        return self.tmp
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        if self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(self.path, old)
+            os.replace(self.tmp, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.tmp, self.path)
+
+
+class Recommender(ABC):
+    """Base of every candidate generator.  Subclasses implement ``_fit``, ``_recommend``, ``_state``,
+    ``_set_state`` and may override ``partial_fit`` / ``forget``.
+    """
+
+    #: Reason type attached to this generator's candidates (see recsys.rules / explanations).
+    reason: ClassVar[str] = "popular"
+    #: Learned attributes that prove the model is fitted.
+    _fitted_attr: ClassVar[str] = "item_ids_"
+    #: True for customer-independent generators (popularity) that answer unknown customers anyway.
+    serves_unknown: ClassVar[bool] = False
+
+    # ---------------------------------------------------------------- params
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # ------------------------------------------------------------- fittedness
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, self._fitted_attr)
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with a Dataset "
+                "(or 'load' a saved one) before using it."
+            )
+
+    # ------------------------------------------------------------- contract
+    def fit(self, data: Dataset) -> Self:
+        """Learn from ``data`` (purchases before the cut-off only: the caller splits)."""
+        self._validate_params()
+        self._fit(data)
+        return self
+
+    def _validate_params(self) -> None:
+        """Override to check hyperparameters (called by ``fit``, never by ``__init__``)."""
+
+    @abstractmethod
+    def _fit(self, data: Dataset) -> None: ...
+
+    def recommend(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        exclude_bought: bool = False,
+        on_unknown: OnUnknown = "raise",
+    ) -> Recommendations:
+        """Top-``n`` items per customer as ``(ids, scores)``; see the module docstring for shapes."""
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        scalar = isinstance(customer_ids, str)
+        ids = np.array([customer_ids] if scalar else list(customer_ids), dtype=object)
+        rows = self._customer_rows(ids)
+        unknown = rows < 0
+        if unknown.any() and on_unknown == "raise" and not self.serves_unknown:
+            bad = ids[unknown]
+            raise UnknownIdError(
+                f"{type(self).__name__}: {int(unknown.sum())} unknown customer id(s), e.g. {bad[0]!r}; "
+                "pass on_unknown='empty' to get empty rows instead"
+            )
+        item_idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
+        out_ids, out_scores = self._to_ids(item_idx, scores, n)
+        if scalar:
+            return Recommendations(out_ids[0], out_scores[0])
+        return Recommendations(out_ids, out_scores)
+
+    def _customer_rows(self, ids: np.ndarray) -> np.ndarray:
+        """Internal row of each customer id, -1 if unknown.  Default: ``customer_ids_`` IdMap."""
+        cmap: IdMap = getattr(self, "customer_ids_")
+        return cmap.index(ids)
+
+    @abstractmethod
+    def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Item indices and scores (``(B, k)``, k ≤ n, -1 / -inf padded) for internal customer rows
+        (-1 = unknown customer: return padding or a customer-independent answer)."""
+
+    def _to_ids(self, item_idx: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        item_map: IdMap = getattr(self, "item_ids_")
+        b = item_idx.shape[0]
+        out_ids = np.full((b, n), PAD_ID, dtype=object)
+        out_scores = np.full((b, n), -np.inf, dtype=np.float32)
+        k = min(n, item_idx.shape[1])
+        idx = item_idx[:, :k]
+        valid = (idx >= 0) & np.isfinite(scores[:, :k])
+        out_ids[:, :k][valid] = item_map.ids[idx[valid]]
+        out_scores[:, :k][valid] = scores[:, :k][valid]
+        return out_ids, out_scores
+
+    def partial_fit(self, interactions: pl.DataFrame) -> Self:
+        """Fold new interactions in without retraining global parameters (default: not supported)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support partial_fit")
+
+    def forget(self, customer_ids: Sequence[str]) -> Self:
+        """Remove customers' personal state (erasure); default: not supported."""
+        raise NotImplementedError(f"{type(self).__name__} does not support forget")
+
+    # ----------------------------------------------------------- persistence
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Learned state as (numpy arrays, JSON-able metadata)."""
+
+    @abstractmethod
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None: ...
+
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to directory ``path`` atomically (arrays.npz + model.json)."""
+        self._check_fitted()
+        arrays, meta = self._state()
+        manifest = {
+            "class": type(self).__name__,
+            "format_version": FORMAT_VERSION,
+            "params": self.get_params(),
+            "meta": meta,
+        }
+        with atomic_dir(path) as tmp:
+            np.savez(tmp / "arrays.npz", **arrays)
+            (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Load a model written by ``save``; data only (``allow_pickle=False``)."""
+        path = Path(path)
+        try:
+            manifest = json.loads((path / "model.json").read_text())
+            with np.load(path / "arrays.npz", allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path}: cannot load {cls.__name__}: {exc}") from None
+        if manifest.get("class") != cls.__name__:
+            raise BundleError(f"{path}: holds a {manifest.get('class')}, not a {cls.__name__}")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise BundleError(f"{path}: format version {manifest.get('format_version')} is not {FORMAT_VERSION}")
+        model = cls(**manifest["params"])
+        model._set_state(arrays, manifest["meta"])
+        return model

@@ -1,0 +1,60 @@
+"""Shared fixtures.  Global state is isolated *before* anything imports bentoml or implicit."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+
+_BENTO_HOME = tempfile.mkdtemp(prefix="recsys-test-bentoml-")
+os.environ["BENTOML_HOME"] = _BENTO_HOME
+os.environ["BENTOML_DO_NOT_TRACK"] = "True"
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from recsys.dataset import Dataset  # noqa: E402
+
+SHARED_DATA = Path(os.environ.get("RECSYS_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; tests marked ``realdata`` skip when it is absent."""
+    if not (SHARED_DATA / "completejourney" / "transactions.csv.gz").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set RECSYS_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def tiny() -> Dataset:
+    """Six customers, six items, a known answer: a1 and a2 are bought together, b-items are socks."""
+    t0 = datetime(2025, 1, 1)
+    rows = [
+        # customer, item, day, order
+        ("c1", "a1", 0, "o1"), ("c1", "a2", 0, "o1"), ("c1", "s1", 5, "o2"),
+        ("c2", "a1", 1, "o3"), ("c2", "a2", 1, "o3"),
+        ("c3", "a1", 2, "o4"), ("c3", "a2", 9, "o5"), ("c3", "s1", 9, "o5"),
+        ("c4", "a1", 3, "o6"),
+        ("c5", "s1", 4, "o7"), ("c5", "s1", 40, "o8"), ("c5", "b1", 40, "o8"),
+        ("c6", "b1", 6, "o9"), ("c6", "b2", 6, "o9"),
+    ]
+    inter = pl.DataFrame(
+        {
+            "customer_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "ts": [t0 + timedelta(days=r[2]) for r in rows],
+            "order_id": [r[3] for r in rows],
+        }
+    )
+    items = pl.DataFrame(
+        {
+            "item_id": ["a1", "a2", "s1", "b1", "b2", "z9"],
+            "category": ["trousers", "belts", "socks", "bags", "bags", "hats"],
+            "price": [50.0, 20.0, 5.0, 80.0, 90.0, 15.0],
+        }
+    )
+    return Dataset(inter, items, source="tiny")
