@@ -58,3 +58,27 @@ def tiny() -> Dataset:
         }
     )
     return Dataset(inter, items, source="tiny")
+
+
+PG_URI = os.environ.get("RECSYS_TEST_PG_URI", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture()
+def pg_uri():
+    """A PostgreSQL URI with a fresh, private schema (dropped afterwards); skips when no server answers."""
+    try:
+        import psycopg
+
+        conn = psycopg.connect(PG_URI, connect_timeout=3, autocommit=True)
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "not available here"
+        pytest.skip(f"PostgreSQL not reachable at {PG_URI}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    import uuid
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_URI else "?"
+    try:
+        yield f"{PG_URI}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        conn.close()

@@ -175,21 +175,23 @@ def to_canonical(raw: RawTable, spec: TableSpec, table: Table, check: Checker) -
         p = pl.col(f"__{canonical}")
         dtype = schema[canonical]
         if canonical in REQUIRED[table] or canonical in ("item_id", "customer_id"):
-            frame = check.flag(frame, p.is_null() | (p.cast(pl.String) == ""), src, "have no value", src)
+            raw_src = pl.col(src)
+            frame = check.flag(frame, raw_src.is_null() | (raw_src.cast(pl.String).str.strip_chars() == ""),
+                               src, "with no value", src)
         if isinstance(dtype, pl.Datetime):
             frame = check.flag(frame, pl.col(src).is_not_null() & p.is_null(), src,
-                               "have an unparseable date", src)
+                               "with an unparseable date", src)
         elif dtype == pl.Boolean:
             frame = check.flag(frame, pl.col(src).is_not_null() & p.is_null(), src,
-                               "are not a boolean (true/false/1/0/yes/no)", src)
+                               "with a value that is not a boolean (true/false/1/0/yes/no)", src)
         elif dtype.is_numeric():
             frame = check.flag(frame, pl.col(src).is_not_null() & (p.is_null() | p.is_nan()), src,
-                               "are not a number", src)
+                               "with a value that is not a number", src)
             if canonical != "quantity":  # quantity has its own purchase rule with a dataset policy
-                frame = check.flag(frame, p < 0, src, "are negative", src)
+                frame = check.flag(frame, p < 0, src, "with a negative value", src)
     if "event" in present:
         frame = check.flag(frame, ~pl.col("__event").is_in(EVENT_TYPES) & pl.col("__event").is_not_null(),
-                           present["event"], f"have an unknown event type (allowed: {', '.join(EVENT_TYPES)})",
+                           present["event"], f"with an unknown event type (allowed: {', '.join(EVENT_TYPES)})",
                            present["event"])
 
     out = frame.select(
@@ -201,11 +203,11 @@ def to_canonical(raw: RawTable, spec: TableSpec, table: Table, check: Checker) -
         out = _interaction_rules(out, spec, check, present)
     elif table == "items":
         out = check.flag(out, pl.col("item_id").is_duplicated() & (pl.col(ROW) != pl.col(ROW).min().over("item_id")),
-                         present["item_id"], "are duplicate item ids", "item_id")
+                         present["item_id"], "with a duplicate item id", "item_id")
     else:
         out = check.flag(out, pl.col("customer_id").is_duplicated()
                          & (pl.col(ROW) != pl.col(ROW).min().over("customer_id")),
-                         present["customer_id"], "are duplicate customer ids", "customer_id")
+                         present["customer_id"], "with a duplicate customer id", "customer_id")
     return out
 
 
@@ -232,7 +234,7 @@ def _interaction_rules(out: pl.DataFrame, spec: TableSpec, check: Checker, prese
             check.report.dropped["interactions"] = check.report.dropped.get("interactions", 0) + n
         out = out.filter(~nonpos)
     else:
-        out = check.flag(out, nonpos, qsrc, "are purchases with zero or negative quantity", "quantity")
+        out = check.flag(out, nonpos, qsrc, "with a purchase of zero or negative quantity", "quantity")
     if spec.price_is_line_total and "price" in out.columns:
         out = out.with_columns((pl.col("price") / pl.col("quantity")).alias("price"))
     return out

@@ -1,0 +1,37 @@
+"""The ``recsys`` console entry point: one command, one subcommand per job.
+
+Names and flags here are a contract with outside tools (schedulers, evaluators): keep them stable.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # implicit asks for single-threaded BLAS
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
+
+import typer  # noqa: E402
+
+from pipelines import data  # noqa: E402
+from pipelines._common import setup_logging  # noqa: E402
+
+app = typer.Typer(
+    name="recsys",
+    help="Cross-sell engine: data, training, evaluation, serving and campaigns.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data.app, name="data")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    setup_logging(verbose)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
