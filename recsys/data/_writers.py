@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from recsys.dataset import Dataset
-from recsys.schema import CUSTOMERS, INTERACTIONS, ITEMS
 
 if TYPE_CHECKING:
     from recsys.data.synthetic import SyntheticShop
@@ -31,13 +30,6 @@ FileFormat = Literal["csv", "csv.gz", "parquet"]
 #: Text form of timestamps in CSV and SQLite (``YYYY-MM-DD HH:MM:SS.ffffff``): sorts as text and
 #: is parsed by the loader's default formats.
 TS_TEXT_FORMAT = "%Y-%m-%d %H:%M:%S%.6f"
-
-_TABLES: dict[str, dict[str, pl.DataType]] = {
-    "interactions": INTERACTIONS,
-    "items": ITEMS,
-    "customers": CUSTOMERS,
-}
-
 
 def _as_dataset(data: Dataset | SyntheticShop) -> Dataset:
     ds = getattr(data, "dataset", data)
