@@ -12,7 +12,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 import typer  # noqa: E402
 
-from pipelines import data  # noqa: E402
+from pipelines import data, demo  # noqa: E402
 from pipelines._common import setup_logging  # noqa: E402
 
 app = typer.Typer(
@@ -22,6 +22,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data.app, name="data")
+app.command("demo")(demo.demo)
 
 
 @app.callback()

@@ -43,3 +43,10 @@ def test_validate_bad_file_exit_2_names_file_column_line(tmp_path: Path) -> None
 def test_unknown_dataset_name_lists_known() -> None:
     result = runner.invoke(app, ["data", "stats", "-d", "nope"])
     assert result.exit_code == 2 and "completejourney" in result.output
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "shop.sqlite").exists()
+    assert "loaded and validated" in result.output and "trousers" in result.output or "categories" in result.output

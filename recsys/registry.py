@@ -1,0 +1,175 @@
+"""The model registry: versioned bundles in the BentoML model store, plus which one is promoted.
+
+Why BentoML's store: the service loads ``crosssell:<version>`` from the same store the training
+pipeline writes, with no second artefact system to keep in sync.  BentoML has no notion of
+"promoted", so promotion is a tiny JSON file beside the store (``<BENTOML_HOME>/crosssell-registry.json``)
+holding the promoted tag and its history, written atomically; the service watches it to swap models.
+
+Promotion is explicit and guarded: a candidate whose holdout metric is worse than the current
+promoted version's is refused unless the caller forces it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from recsys.exceptions import BundleError, PromotionRefusedError
+
+__all__ = ["MODEL_NAME", "ModelVersion", "Registry"]
+
+MODEL_NAME = "crosssell"
+_VERSION_RE = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    tag: str
+    created: datetime
+    path: Path
+    metadata: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return self.tag.split(":", 1)[1]
+
+    def metric(self, name: str) -> float | None:
+        value = self.metadata.get("headline", {}).get(name)
+        return None if value is None else float(value)
+
+
+def _bentoml():  # type: ignore[no-untyped-def]
+    import bentoml  # lazy: importing bentoml costs ~1 s and reads its home at import
+
+    return bentoml
+
+
+class Registry:
+    """Save, list, promote and roll back bundles.
+
+    Parameters
+    ----------
+    home
+        BentoML home; ``None`` uses BentoML's own resolution (``$BENTOML_HOME`` or ``~/bentoml``).
+    """
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        if home is not None:
+            os.environ["BENTOML_HOME"] = str(home)
+        self._home = Path(home) if home is not None else None
+
+    @property
+    def home(self) -> Path:
+        if self._home is None:
+            from bentoml._internal.configuration.containers import BentoMLContainer
+
+            self._home = Path(BentoMLContainer.bentoml_home.get())
+        return self._home
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / f"{MODEL_NAME}-registry.json"
+
+    # ------------------------------------------------------------------ save
+    def save(self, write: Callable[[Path], None], *, metadata: dict[str, Any], version: str | None = None) -> str:
+        """Create a new version: ``write(path)`` fills the model directory; returns the tag."""
+        bentoml = _bentoml()
+        version = version or datetime.now(timezone.utc).strftime("v%Y%m%d-%H%M%S-%f")
+        if not _VERSION_RE.match(version):
+            raise BundleError(f"invalid version {version!r}: use lowercase letters, digits, '-', '_' and '.'")
+        labels = {"kind": "crosssell-bundle"}
+        with bentoml.models.create(f"{MODEL_NAME}:{version}", metadata=_jsonable(metadata), labels=labels) as m:
+            write(Path(m.path))
+        return f"{MODEL_NAME}:{version}"
+
+    # ------------------------------------------------------------------ read
+    def versions(self) -> list[ModelVersion]:
+        """All versions, newest first."""
+        out = []
+        for m in _bentoml().models.list(MODEL_NAME):
+            out.append(ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata)))
+        return sorted(out, key=lambda v: v.created, reverse=True)
+
+    def get(self, tag: str) -> ModelVersion:
+        bentoml = _bentoml()
+        if ":" not in tag:
+            tag = f"{MODEL_NAME}:{tag}"
+        try:
+            m = bentoml.models.get(tag)
+        except bentoml.exceptions.NotFound:
+            known = ", ".join(v.tag for v in self.versions()[:5]) or "none"
+            raise BundleError(f"model {tag} not found in {self.home} (recent: {known})") from None
+        return ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata))
+
+    def resolve(self, tag: str) -> ModelVersion:
+        """``promoted`` / ``latest`` / ``crosssell:<version>`` / ``<version>`` → a stored version."""
+        if tag == "promoted":
+            promoted = self.promoted()
+            if promoted is None:
+                raise BundleError("no model is promoted yet: run `recsys models promote TAG`")
+            return promoted
+        if tag in ("latest", f"{MODEL_NAME}:latest"):
+            versions = self.versions()
+            if not versions:
+                raise BundleError(f"no {MODEL_NAME} models in {self.home}: run `recsys train` first")
+            return versions[0]
+        return self.get(tag)
+
+    # ------------------------------------------------------------- promotion
+    def _state(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {"promoted": None, "history": []}
+        return json.loads(self.state_file.read_text())
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".registry.")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(state, fh, indent=2)
+        os.replace(tmp, self.state_file)
+
+    def promoted(self) -> ModelVersion | None:
+        tag = self._state()["promoted"]
+        return self.get(tag) if tag else None
+
+    def promote(self, tag: str, *, metric: str, force: bool = False) -> ModelVersion:
+        """Mark ``tag`` as the serving version if its holdout ``metric`` is not worse than the current one."""
+        candidate = self.resolve(tag)
+        current = self.promoted()
+        if current is not None and current.tag != candidate.tag and not force:
+            new, old = candidate.metric(metric), current.metric(metric)
+            if new is None:
+                raise PromotionRefusedError(f"{candidate.tag} has no holdout {metric}; pass --force to promote anyway")
+            if old is not None and new < old:
+                raise PromotionRefusedError(
+                    f"refusing to promote {candidate.tag}: holdout {metric} {new:.4f} is worse than the promoted "
+                    f"{current.tag}'s {old:.4f}; pass --force to promote anyway"
+                )
+        state = self._state()
+        if state["promoted"] != candidate.tag:
+            if state["promoted"]:
+                state["history"].append(state["promoted"])
+            state["promoted"] = candidate.tag
+            self._write_state(state)
+        return candidate
+
+    def rollback(self) -> ModelVersion:
+        """Re-promote the previously promoted version."""
+        state = self._state()
+        if not state["history"]:
+            raise PromotionRefusedError("nothing to roll back to: no earlier promoted version")
+        state["promoted"] = state["history"].pop()
+        self._write_state(state)
+        return self.get(state["promoted"])
+
+
+def _jsonable(value: Any) -> Any:
+    """BentoML metadata must be plain JSON-ish values."""
+    return json.loads(json.dumps(value, default=str))
