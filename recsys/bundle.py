@@ -1,0 +1,140 @@
+"""``Bundle``: one trained version — every component, the ranker, history, catalogue and a manifest.
+
+Why one artefact: the service, batch jobs and reports must use *exactly* the components that were
+evaluated together.  The layout is data only (JSON, parquet, npz), so a bundle loads without the
+training data and without unpickling code:
+
+    manifest.json            config, data fingerprint, metrics, versions, git SHA, timings
+    catalogue.parquet        items (category, price, stock) at training time
+    history.parquet          purchases of known customers (features, rules, explanations, fold-in)
+    stats_items.parquet      item statistics for ranker features
+    stats_categories.parquet
+    ranker.npz               the tree ensemble (absent for the untrained blend)
+    generators/<name>/       each generator's own save()
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.config import GENERATORS
+from recsys.exceptions import BundleError
+from recsys.history import PurchaseHistory
+from recsys.models.base import Recommender, atomic_dir
+from recsys.ranking._features import ItemStats
+from recsys.ranking._trees import TreeEnsemble
+from recsys.ranking.hybrid import HybridRecommender
+
+__all__ = ["Bundle", "generator_class", "library_versions", "git_sha"]
+
+BUNDLE_FORMAT = 1
+
+
+def generator_class(name: str) -> type[Recommender]:
+    try:
+        module, cls = GENERATORS[name].split(":")
+    except KeyError:
+        raise BundleError(f"unknown generator {name!r}; known: {sorted(GENERATORS)}") from None
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in ("numpy", "scipy", "polars", "sklearn", "implicit", "bentoml"):
+        try:
+            out[lib] = importlib.import_module(lib).__version__
+        except Exception:  # noqa: BLE001 - a missing optional library is just not recorded
+            continue
+    return out
+
+
+def git_sha() -> str | None:
+    try:
+        root = Path(__file__).resolve().parents[1]
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=5, check=True).stdout.strip() or None
+    except Exception:  # noqa: BLE001 - not a git checkout (installed package): no SHA
+        return None
+
+
+class Bundle:
+    """A trained ``HybridRecommender`` with its catalogue and manifest."""
+
+    def __init__(self, hybrid: HybridRecommender, catalogue: pl.DataFrame, manifest: dict[str, Any]) -> None:
+        self.hybrid = hybrid
+        self.catalogue = catalogue
+        self.manifest = manifest
+
+    @property
+    def reference_time(self) -> datetime:
+        return self.hybrid.reference_time
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically to ``path`` (a directory)."""
+        with atomic_dir(path) as tmp:
+            self.write_into(tmp)
+        return Path(path)
+
+    def write_into(self, folder: Path) -> None:
+        """Write the bundle files into an existing (empty) folder, e.g. a BentoML model directory."""
+        h = self.hybrid
+        for name, gen in h.generators.items():
+            gen.save(folder / "generators" / name)
+        self.catalogue.write_parquet(folder / "catalogue.parquet")
+        h.history.save(folder / "history.parquet")
+        h.stats.items_.write_parquet(folder / "stats_items.parquet")
+        h.stats.categories_.write_parquet(folder / "stats_categories.parquet")
+        if h.ranker is not None:
+            np.savez(folder / "ranker.npz", **h.ranker.to_arrays())
+        manifest = {
+            **self.manifest,
+            "bundle_format": BUNDLE_FORMAT,
+            "generators": list(h.generators),
+            "candidates": h.candidates,
+            "features": h.features,
+            "reference_time": h.reference_time.isoformat(),
+        }
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Bundle:
+        """Load a bundle directory; ``BundleError`` names what is missing or corrupt."""
+        path = Path(path)
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{path}: no readable manifest.json ({exc})") from None
+        if manifest.get("bundle_format") != BUNDLE_FORMAT:
+            raise BundleError(f"{path}: bundle format {manifest.get('bundle_format')} is not {BUNDLE_FORMAT}")
+        try:
+            generators = {
+                name: generator_class(name).load(path / "generators" / name) for name in manifest["generators"]
+            }
+            catalogue = pl.read_parquet(path / "catalogue.parquet")
+            history = PurchaseHistory.load(path / "history.parquet")
+            stats = ItemStats.from_state(
+                pl.read_parquet(path / "stats_items.parquet"),
+                pl.read_parquet(path / "stats_categories.parquet"),
+                datetime.fromisoformat(manifest["reference_time"]),
+            )
+            ranker = None
+            if (path / "ranker.npz").exists():
+                with np.load(path / "ranker.npz", allow_pickle=False) as npz:
+                    ranker = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
+        except BundleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure here means a corrupt bundle
+            raise BundleError(f"{path}: corrupt bundle: {type(exc).__name__}: {exc}") from None
+        hybrid = HybridRecommender(
+            generators, stats, history, candidates=manifest["candidates"], ranker=ranker
+        )
+        return cls(hybrid, catalogue, manifest)

@@ -1,0 +1,126 @@
+"""Typed training configuration (``configs/train.yaml``): every CLI flag can also come from here.
+
+Why pydantic with ``extra="forbid"``: a misspelt hyperparameter in YAML must fail loudly, naming the
+file and the field, instead of silently training with the default.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recsys.exceptions import ConfigError
+
+__all__ = ["GeneratorSpec", "RankerSpec", "SplitSpec", "TrainConfig", "load_train_config", "GENERATORS"]
+
+#: name → "module:Class" of every candidate generator the pipeline knows.
+GENERATORS: dict[str, str] = {
+    "buy_again": "recsys.models.buy_again:BuyAgain",
+    "copurchase": "recsys.models.copurchase:CoPurchase",
+    "category_complements": "recsys.models.category_complements:CategoryComplements",
+    "category_affinity": "recsys.models.category_affinity:CategoryAffinity",
+    "als": "recsys.models.implicit_cf:ALS",
+    "bpr": "recsys.models.implicit_cf:BPR",
+    "item_knn": "recsys.models.implicit_cf:ItemKNN",
+    "popularity": "recsys.models.popularity:Popularity",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GeneratorSpec(_Strict):
+    enabled: bool = True
+    #: Candidates this generator proposes per customer to the ranker.
+    candidates: int = Field(50, ge=0, le=1000)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RankerSpec(_Strict):
+    kind: Literal["gbdt", "rrf"] = "gbdt"
+    max_iter: int = Field(150, ge=1)
+    learning_rate: float = Field(0.08, gt=0)
+    max_leaf_nodes: int = Field(31, ge=2)
+    negatives_per_positive: float | None = 30.0
+    #: Cap on label-window customers used to train the ranker (time bound on big shops).
+    max_customers: int | None = 20000
+
+
+class SplitSpec(_Strict):
+    holdout_days: float | None = 14.0
+    cutoff: date | None = None
+    #: The ranker trains on this window just before the test cut-off.
+    validation_days: float = Field(7.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_cutoff(self) -> SplitSpec:
+        if self.cutoff is not None and self.holdout_days is not None:
+            object.__setattr__(self, "holdout_days", None)  # an explicit cutoff wins over the default
+        if self.cutoff is None and self.holdout_days is None:
+            raise ValueError("one of split.cutoff or split.holdout_days is required")
+        return self
+
+
+class TrainConfig(_Strict):
+    dataset: str = "synthetic"
+    data_path: str | None = None
+    lenient: bool = False
+    seed: int = 0
+    k: int = Field(12, ge=1, le=100)
+    split: SplitSpec = SplitSpec()
+    generators: dict[str, GeneratorSpec] = Field(
+        default_factory=lambda: {name: GeneratorSpec() for name in GENERATORS}
+    )
+    ranker: RankerSpec = RankerSpec()
+    #: Baselines evaluated with the same code on the same split, side by side.
+    baselines: list[str] = Field(
+        default_factory=lambda: ["popularity_global", "popularity_decayed", "buy_again_then_popular", "item_knn", "als"]
+    )
+    #: The holdout metric promotion compares ("<variant>.<metric>", e.g. "all.map").
+    promote_metric: str = "all.map"
+
+    @model_validator(mode="after")
+    def _known_generators(self) -> TrainConfig:
+        unknown = sorted(set(self.generators) - set(GENERATORS))
+        if unknown:
+            raise ValueError(f"unknown generator(s) {unknown}; known: {sorted(GENERATORS)}")
+        if "popularity" not in self.generators or not self.generators["popularity"].enabled:
+            raise ValueError("the popularity generator is required (it is the cold-start fallback)")
+        return self
+
+    def enabled_generators(self) -> dict[str, GeneratorSpec]:
+        return {k: v for k, v in self.generators.items() if v.enabled}
+
+
+def load_train_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
+    """Read ``path`` (or defaults) and apply CLI ``overrides`` (None values are ignored)."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"training config not found: {path}") from None
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in ("holdout_days", "cutoff", "validation_days"):
+            split = dict(raw.get("split") or {})
+            if key == "cutoff":
+                split["holdout_days"] = None
+            if key == "holdout_days":
+                split["cutoff"] = None
+            split[key] = value
+            raw["split"] = split
+        else:
+            raw[key] = value
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{path or 'training config'}: invalid:\n" + "\n".join(lines)) from None

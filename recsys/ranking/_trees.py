@@ -1,0 +1,109 @@
+"""A gradient-boosted tree ensemble as plain arrays, predicted with numpy.
+
+Why not pickle the scikit-learn estimator: pickles run code on load and tie a bundle to one library
+version (STYLE.md: data-only artefacts).  A fitted ``HistGradientBoosting*`` model is just trees; we
+copy their nodes into flat arrays (feature, threshold, missing-goes-left, children, leaf value) and walk
+all trees at once, one vectorised step per depth level.  The same arrays load anywhere numpy does, and
+a test checks predictions equal scikit-learn's ``decision_function``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["TreeEnsemble"]
+
+
+class TreeEnsemble:
+    """Flat node arrays of every tree; ``predict`` returns the raw (logit) score."""
+
+    def __init__(
+        self,
+        *,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        missing_left: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+        value: np.ndarray,
+        is_leaf: np.ndarray,
+        roots: np.ndarray,
+        baseline: float,
+        max_depth: int,
+    ) -> None:
+        self.feature = feature
+        self.threshold = threshold
+        self.missing_left = missing_left
+        self.left = left
+        self.right = right
+        self.value = value
+        self.is_leaf = is_leaf
+        self.roots = roots
+        self.baseline = float(baseline)
+        self.max_depth = int(max_depth)
+
+    @classmethod
+    def from_sklearn(cls, model: object) -> TreeEnsemble:
+        """Copy a fitted binary ``HistGradientBoostingClassifier`` or a ``HistGradientBoostingRegressor``."""
+        predictors = getattr(model, "_predictors")
+        parts, roots, offset, depth = [], [], 0, 0
+        for iteration in predictors:
+            if len(iteration) != 1:
+                raise ValueError("only binary classification / regression ensembles are supported")
+            nodes = iteration[0].nodes
+            if np.any(nodes["is_categorical"]):
+                raise ValueError("categorical splits are not supported")
+            parts.append(nodes)
+            roots.append(offset)
+            depth = max(depth, int(nodes["depth"].max()))
+            offset += len(nodes)
+        nodes = np.concatenate(parts)
+        starts = np.repeat(np.array(roots, dtype=np.int64), [len(p) for p in parts])
+        return cls(
+            feature=nodes["feature_idx"].astype(np.int32),
+            threshold=nodes["num_threshold"].astype(np.float64),
+            missing_left=nodes["missing_go_to_left"].astype(bool),
+            left=(nodes["left"].astype(np.int64) + starts),
+            right=(nodes["right"].astype(np.int64) + starts),
+            value=nodes["value"].astype(np.float64),
+            is_leaf=nodes["is_leaf"].astype(bool),
+            roots=np.array(roots, dtype=np.int64),
+            baseline=float(np.ravel(getattr(model, "_baseline_prediction"))[0]),
+            max_depth=depth,
+        )
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Raw score per row: baseline + sum of the leaf values reached in every tree."""
+        X = np.asarray(X, dtype=np.float64)
+        n = X.shape[0]
+        if n == 0:
+            return np.zeros(0)
+        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
+        rows = np.arange(n)[:, None]
+        for _ in range(self.max_depth):
+            leaf = self.is_leaf[node]
+            if leaf.all():
+                break
+            x = X[rows, self.feature[node]]
+            go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
+            nxt = np.where(go_left, self.left[node], self.right[node])
+            node = np.where(leaf, node, nxt)
+        return self.baseline + self.value[node].sum(axis=1)
+
+    def to_arrays(self, prefix: str = "tree_") -> dict[str, np.ndarray]:
+        return {
+            f"{prefix}feature": self.feature, f"{prefix}threshold": self.threshold,
+            f"{prefix}missing_left": self.missing_left, f"{prefix}left": self.left, f"{prefix}right": self.right,
+            f"{prefix}value": self.value, f"{prefix}is_leaf": self.is_leaf, f"{prefix}roots": self.roots,
+            f"{prefix}meta": np.array([self.baseline, self.max_depth], dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "tree_") -> TreeEnsemble:
+        meta = arrays[f"{prefix}meta"]
+        return cls(
+            feature=arrays[f"{prefix}feature"], threshold=arrays[f"{prefix}threshold"],
+            missing_left=arrays[f"{prefix}missing_left"], left=arrays[f"{prefix}left"],
+            right=arrays[f"{prefix}right"], value=arrays[f"{prefix}value"], is_leaf=arrays[f"{prefix}is_leaf"],
+            roots=arrays[f"{prefix}roots"], baseline=float(meta[0]), max_depth=int(meta[1]),
+        )

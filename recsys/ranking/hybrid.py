@@ -1,0 +1,215 @@
+"""``HybridRecommender``: candidates from every generator → features → learned ranker → business rules.
+
+Why two stages: single generators each see one signal (the customer's own repeats, what is bought
+together, what similar customers buy, what is trending); the H&M 2022 and Instacart winners union their
+candidates and let a learned model weigh them per customer.  The ranker is a gradient-boosted tree model
+trained on a validation window *before* the test cut-off (labels = candidates the customer then bought),
+stored as plain arrays (``TreeEnsemble``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.history import PurchaseHistory
+from recsys.models.base import Recommender
+from recsys.ranking._candidates import collect_candidates, widen
+from recsys.ranking._features import ItemStats, build_features, feature_names, to_matrix
+from recsys.ranking._trees import TreeEnsemble
+
+__all__ = ["HybridRecommender", "fit_ranker", "label_candidates"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_SCHEMA = {
+    "customer_id": pl.String,
+    "rank": pl.Int32,
+    "item_id": pl.String,
+    "score": pl.Float32,
+    "reason_type": pl.String,
+    "source_item_id": pl.String,
+    "source_ts": pl.Datetime("us"),
+}
+
+
+class HybridRecommender:
+    """The served recommender: all fitted generators, item statistics, the ranker and the history.
+
+    Parameters
+    ----------
+    generators
+        Fitted generators by name (order = explanation priority on ties).
+    stats
+        ``ItemStats`` fitted on the same training data.
+    history
+        Purchases of known customers (the training data, plus folded-in events).
+    candidates
+        How many candidates each generator proposes per customer.
+    ranker
+        A ``TreeEnsemble`` over ``feature_names(generators)``; ``None`` ranks by a fixed blend
+        (reciprocal-rank fusion), which is what the ranker is compared against.
+    """
+
+    def __init__(
+        self,
+        generators: Mapping[str, Recommender],
+        stats: ItemStats,
+        history: PurchaseHistory,
+        *,
+        candidates: Mapping[str, int],
+        ranker: TreeEnsemble | None = None,
+    ) -> None:
+        self.generators = dict(generators)
+        self.stats = stats
+        self.history = history
+        self.candidates = dict(candidates)
+        self.ranker = ranker
+        self.features = feature_names(list(self.generators))
+        self.reasons = {name: g.reason for name, g in self.generators.items()}
+
+    # --------------------------------------------------------------- stages
+    def candidate_frame(self, customer_ids: Sequence[str], now: datetime) -> pl.DataFrame:
+        """Stage one plus features: one row per (customer, candidate item)."""
+        long = collect_candidates(self.generators, customer_ids, self.candidates)
+        wide = widen(long, list(self.generators), self.reasons)
+        hist = self.history.of_many(customer_ids).filter(pl.col("ts") < now)
+        return build_features(wide, hist, self.stats, now)
+
+    def score(self, frame: pl.DataFrame) -> np.ndarray:
+        """Ranker score per row (higher = better)."""
+        if self.ranker is not None:
+            return self.ranker.predict(to_matrix(frame, self.features))
+        return rrf_scores(frame, list(self.generators))
+
+    def rank(self, customer_ids: Sequence[str], now: datetime) -> pl.DataFrame:
+        """Scored candidates sorted per customer (before business rules)."""
+        frame = self.candidate_frame(customer_ids, now)
+        return frame.with_columns(pl.Series("score", self.score(frame), dtype=pl.Float32)).sort(
+            ["customer_id", "score", "item_id"], descending=[False, True, False]
+        )
+
+    def recommend(
+        self,
+        customer_ids: Sequence[str],
+        n: int = 12,
+        *,
+        now: datetime | None = None,
+        rules: Any | None = None,
+        exclude_bought: bool = False,
+        fallback: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Final lists (customer_id, rank, item_id, score, reason_type, source_item_id, source_ts).
+
+        ``rules`` is a prepared ``recsys.rules.RuleSet``; without it the top-``n`` ranked candidates
+        are returned (optionally without previously bought items), padded from popularity.
+        """
+        now = now or self.reference_time
+        ranked = self.rank(customer_ids, now)
+        cols = ["customer_id", "item_id", "score", "reason_type", "source_item_id", "source_ts"]
+        if rules is not None:
+            hist = self.history.of_many(customer_ids).filter(pl.col("ts") < now)
+            return rules.apply(ranked.select(cols), n=n, history=hist, now=now, customer_ids=list(customer_ids))
+        if exclude_bought:
+            bought = self.history.of_many(customer_ids).select("customer_id", "item_id").unique()
+            ranked = ranked.join(bought, on=["customer_id", "item_id"], how="anti", maintain_order="left")
+        out = ranked.select(cols).group_by("customer_id", maintain_order=True).head(n)
+        out = _pad_with_popular(out, customer_ids, n, fallback)
+        return out.with_columns(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank")
+        ).select(list(OUTPUT_SCHEMA))
+
+    @property
+    def reference_time(self) -> datetime:
+        return self.stats.reference_time_
+
+
+def rrf_scores(frame: pl.DataFrame, generator_names: Sequence[str], k: float = 20.0) -> np.ndarray:
+    """Reciprocal-rank fusion: Σ_g 1/(k + rank_g) — the untrained blend the ranker must beat."""
+    if frame.height == 0:
+        return np.zeros(0)
+    total = np.zeros(frame.height)
+    for g in generator_names:
+        col = f"rank_{g}"
+        if col in frame.columns:
+            r = frame[col].fill_null(np.inf).to_numpy().astype(np.float64)
+            total += 1.0 / (k + r)
+    return total
+
+
+def _pad_with_popular(out: pl.DataFrame, customer_ids: Sequence[str], n: int, fallback: pl.DataFrame | None) -> pl.DataFrame:
+    if fallback is None or fallback.height == 0:
+        return out
+    counts = dict(out.group_by("customer_id").len().iter_rows())
+    short = [c for c in customer_ids if counts.get(c, 0) < n]
+    if not short:
+        return out
+    fb = fallback.select("item_id", pl.col("score").cast(pl.Float32)).head(n * 3)
+    pad = (
+        pl.DataFrame({"customer_id": short}, schema={"customer_id": pl.String})
+        .join(fb, how="cross")
+        .join(out.select("customer_id", "item_id"), on=["customer_id", "item_id"], how="anti")
+        .with_columns(
+            (pl.col("score") - 1e6).alias("score"),  # below every ranked candidate
+            pl.lit("popular").alias("reason_type"),
+            pl.lit(None, pl.String).alias("source_item_id"),
+            pl.lit(None, pl.Datetime("us")).alias("source_ts"),
+        )
+    )
+    both = pl.concat([out, pad.select(out.columns)], how="vertical_relaxed")
+    return both.group_by("customer_id", maintain_order=True).head(n).sort("customer_id", maintain_order=True)
+
+
+def label_candidates(frame: pl.DataFrame, future: pl.DataFrame) -> np.ndarray:
+    """1 where the customer bought the candidate in the label window, else 0."""
+    bought = future.select("customer_id", "item_id").unique().with_columns(pl.lit(1, pl.Int8).alias("_y"))
+    y = frame.select("customer_id", "item_id").join(bought, on=["customer_id", "item_id"], how="left",
+                                                    maintain_order="left")["_y"]
+    return y.fill_null(0).to_numpy().astype(np.int8)
+
+
+def fit_ranker(
+    frame: pl.DataFrame,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    max_iter: int = 150,
+    learning_rate: float = 0.08,
+    max_leaf_nodes: int = 31,
+    negatives_per_positive: float | None = 30.0,
+    random_state: int = 0,
+) -> tuple[TreeEnsemble, dict[str, Any]]:
+    """Train the gradient-boosted ranker (binary: bought / not bought) and export it as arrays.
+
+    Negatives are subsampled per customer group only to bound training time; the ranking of
+    candidates within a customer is what matters, and a constant subsampling rate does not change it.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    t0 = time.perf_counter()
+    X = to_matrix(frame, names)
+    y = np.asarray(labels)
+    rng = np.random.default_rng(random_state)
+    keep = np.ones(len(y), dtype=bool)
+    n_pos = int(y.sum())
+    if negatives_per_positive is not None and n_pos > 0:
+        rate = min(1.0, negatives_per_positive * n_pos / max(1, len(y) - n_pos))
+        keep = (y == 1) | (rng.random(len(y)) < rate)
+    if n_pos == 0 or n_pos == len(y):
+        raise ValueError("ranker training needs both bought and not-bought candidates in the label window")
+    clf = HistGradientBoostingClassifier(
+        max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+        early_stopping=False, random_state=random_state, l2_regularization=1.0,
+    ).fit(X[keep], y[keep])
+    info = {
+        "rows": int(keep.sum()), "positives": n_pos, "candidates": int(len(y)),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    log.info("ranker: %d rows (%d positives) in %.1fs", info["rows"], n_pos, info["seconds"])
+    return TreeEnsemble.from_sklearn(clf), info

@@ -1,0 +1,281 @@
+"""The training pipeline: split → fit every component → train the ranker → evaluate → bundle.
+
+Why two fits: the ranker must learn from a window its generators have not seen (labels = what
+customers bought in the validation week, features from generators fitted before it), and the test
+window must be unseen by *everything*.  So generators are fitted on data before the validation
+cut-off to train the ranker, then refitted on all data before the test cut-off; the evaluated
+components are exactly the ones saved in the bundle, so its metrics describe the artefact itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from recsys.baselines import buy_again_then_popular, model_lists, pad_with_popular, popular_items
+from recsys.bundle import Bundle, generator_class, git_sha, library_versions
+from recsys.config import TrainConfig
+from recsys.dataset import Dataset
+from recsys.evaluation import activity_tiers, cold_vs_known, evaluate, evaluate_by_group, precision_recall_curve
+from recsys.exceptions import ModelFitError
+from recsys.history import PurchaseHistory
+from recsys.models.base import Recommender
+from recsys.models.popularity import Popularity
+from recsys.ranking._features import ItemStats
+from recsys.ranking.hybrid import HybridRecommender, fit_ranker, label_candidates
+from recsys.split import Split, temporal_split
+
+__all__ = ["TrainResult", "train", "fit_generators", "candidate_recall"]
+
+log = logging.getLogger(__name__)
+VARIANTS = ("all", "new", "category")
+
+
+@dataclass
+class TrainResult:
+    bundle: Bundle
+    metrics: pl.DataFrame  # model, variant, k, n_customers, map, ndcg, recall, precision, hit_rate, …
+    segments: pl.DataFrame  # model, group, variant, metrics…
+    curve: pl.DataFrame  # k, precision, recall (served list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def headline(self, metric: str = "all.map", model: str = "served") -> float | None:
+        variant, name = metric.split(".", 1)
+        row = self.metrics.filter((pl.col("model") == model) & (pl.col("variant") == variant))
+        return None if row.height == 0 else row[name][0]
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.stages: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
+        log.info("stage %-22s %7.2fs", name, time.perf_counter() - t0)
+
+
+def fit_generators(
+    data: Dataset, cfg: TrainConfig, *, timer: _Timer | None = None, label: str = "", progress: bool = True
+) -> tuple[dict[str, Recommender], dict[str, str]]:
+    """Fit every enabled generator; ones that cannot apply (e.g. no categories) are skipped with a note."""
+    fitted: dict[str, Recommender] = {}
+    skipped: dict[str, str] = {}
+    specs = cfg.enabled_generators()
+    bar = tqdm(specs.items(), desc=f"fit generators{label}", disable=not progress, leave=False)
+    for name, spec in bar:
+        bar.set_postfix_str(name)
+        cls = generator_class(name)
+        params = dict(spec.params)
+        if "random_state" in cls._param_names() and "random_state" not in params:
+            params["random_state"] = cfg.seed
+        t0 = time.perf_counter()
+        try:
+            fitted[name] = cls(**params).fit(data)
+        except ModelFitError as exc:
+            skipped[name] = str(exc)
+            log.warning("generator %s skipped: %s", name, exc)
+            continue
+        if timer is not None:
+            timer.stages[f"fit{label}:{name}"] = round(time.perf_counter() - t0, 3)
+    return fitted, skipped
+
+
+def candidate_recall(frame: pl.DataFrame, future: pl.DataFrame) -> float:
+    """Share of (customer, item) purchases in ``future`` present among the candidates: the ranker's ceiling."""
+    truth = future.select("customer_id", "item_id").unique()
+    customers = frame.select("customer_id").unique()
+    truth = truth.join(customers, on="customer_id", how="semi")
+    if truth.height == 0:
+        return 0.0
+    hit = truth.join(frame.select("customer_id", "item_id"), on=["customer_id", "item_id"], how="semi").height
+    return hit / truth.height
+
+
+def _active(window: Dataset, known: frozenset[str] | None = None) -> list[str]:
+    ids = window.purchases["customer_id"].unique().sort().to_list()
+    return [c for c in ids if known is None or c in known]
+
+
+def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
+          on_stage: Callable[[str], None] | None = None) -> TrainResult:
+    """Run the whole pipeline on ``data``; returns the bundle and every number the report shows."""
+    timer = _Timer()
+    t_start = time.perf_counter()
+    with timer("split"):
+        split: Split = temporal_split(
+            data,
+            cutoff=cfg.split.cutoff,
+            holdout_days=cfg.split.holdout_days,
+            validation_days=cfg.split.validation_days,
+        )
+    log.info("%r", split)
+    assert split.validation is not None and split.validation_cutoff is not None
+    candidates = {name: spec.candidates for name, spec in cfg.enabled_generators().items()}
+
+    # -- stage A: generators before the validation window, ranker trained on it ---------------
+    ranker = None
+    ranker_info: dict[str, Any] = {"kind": cfg.ranker.kind}
+    if cfg.ranker.kind == "gbdt":
+        with timer("fit generators (A)"):
+            gens_a, _ = fit_generators(split.train, cfg, timer=timer, label="A", progress=progress)
+        stats_a = ItemStats().fit(split.train)
+        hybrid_a = HybridRecommender(gens_a, stats_a, PurchaseHistory(split.train.interactions),
+                                     candidates={k: v for k, v in candidates.items() if k in gens_a})
+        val_customers = _active(split.validation, split.known_customers)
+        if cfg.ranker.max_customers and len(val_customers) > cfg.ranker.max_customers:
+            import random
+
+            val_customers = sorted(random.Random(cfg.seed).sample(val_customers, cfg.ranker.max_customers))
+        with timer("ranker candidates"):
+            frame = hybrid_a.candidate_frame(val_customers, now=split.validation_cutoff)
+            labels = label_candidates(frame, split.validation.purchases)
+        ranker_info["validation_candidate_recall"] = round(candidate_recall(frame, split.validation.purchases), 4)
+        ranker_info["candidates_per_customer"] = round(frame.height / max(1, len(val_customers)), 1)
+        with timer("fit ranker"):
+            try:
+                ranker, info = fit_ranker(
+                    frame, labels, hybrid_a.features,
+                    max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
+                    max_leaf_nodes=cfg.ranker.max_leaf_nodes,
+                    negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed,
+                )
+                ranker_info.update(info)
+            except ValueError as exc:
+                log.warning("ranker not trained (%s); using the reciprocal-rank blend", exc)
+                ranker_info["error"] = str(exc)
+        del hybrid_a, gens_a, frame
+
+    # -- stage B: everything before the test cut-off ------------------------------------------
+    fit_data = split.train.with_interactions(
+        pl.concat([split.train.interactions, split.validation.interactions])
+    )
+    with timer("fit generators (B)"):
+        gens, skipped = fit_generators(fit_data, cfg, timer=timer, label="B", progress=progress)
+    with timer("item stats + history"):
+        stats = ItemStats().fit(fit_data)
+        history = PurchaseHistory(fit_data.interactions)
+    hybrid = HybridRecommender(gens, stats, history, candidates={k: v for k, v in candidates.items() if k in gens},
+                               ranker=ranker)
+
+    # -- evaluation on the test window ---------------------------------------------------------
+    k = cfg.k
+    test_customers = _active(split.test)
+    pop_model: Popularity = gens["popularity"]  # type: ignore[assignment]
+    popular = popular_items(pop_model, k * 3)
+    fallback = pl.DataFrame({"item_id": popular, "score": [float(len(popular) - i) for i in range(len(popular))]})
+    lists: dict[str, pl.DataFrame] = {}
+    with timer("served lists"):
+        ranked = hybrid.rank(test_customers, split.cutoff)
+        lists["served"] = _top(ranked, test_customers, k, popular)
+        lists["served_new_only"] = _top(_drop_bought(ranked, history, test_customers), test_customers, k, popular)
+    test_recall = candidate_recall(ranked, split.test.purchases)
+    with timer("baselines"):
+        glob = Popularity(half_life_days=None).fit(fit_data)
+        glob_top = popular_items(glob, k * 3)
+        baseline_lists = {
+            "popularity_global": pad_with_popular(pl.DataFrame(schema={"customer_id": pl.String, "item_id": pl.String,
+                                                                        "rank": pl.Int32}), test_customers, glob_top, k),
+            "popularity_decayed": pad_with_popular(pl.DataFrame(schema={"customer_id": pl.String, "item_id": pl.String,
+                                                                         "rank": pl.Int32}), test_customers, popular, k),
+            "buy_again_then_popular": buy_again_then_popular(fit_data, test_customers, k, popular),
+        }
+        for name in cfg.baselines:
+            if name in baseline_lists:
+                lists[f"baseline:{name}"] = baseline_lists[name]
+            elif name in gens:
+                lists[f"baseline:{name}"] = model_lists(gens[name], test_customers, k, popular)
+        for name, gen in gens.items():
+            lists[f"generator:{name}"] = model_lists(gen, test_customers, k, popular)
+            lists[f"generator:{name}:new_only"] = model_lists(gen, test_customers, k, popular, exclude_bought=True)
+    with timer("evaluate"):
+        rows = []
+        for name, recs in lists.items():
+            m = evaluate(recs, split.test, train=fit_data, items=data.items, k=k, variants=VARIANTS)
+            rows.append(m.with_columns(pl.lit(name).alias("model")))
+        metrics = pl.concat(rows, how="diagonal_relaxed").select("model", pl.exclude("model"))
+        groupings = {
+            "activity": activity_tiers(fit_data),
+            "cold_vs_known": cold_vs_known(split.test, fit_data),
+        }
+        seg_rows = []
+        for name in ("served", "baseline:buy_again_then_popular", "baseline:popularity_global"):
+            if name not in lists:
+                continue
+            for grouping, groups in groupings.items():
+                seg = evaluate_by_group(lists[name], split.test, groups, train=fit_data, items=data.items, k=k,
+                                        variants=("all", "new"))
+                seg_rows.append(seg.with_columns(pl.lit(name).alias("model"), pl.lit(grouping).alias("grouping"),
+                                                 pl.col("group").cast(pl.String)))
+        segments = pl.concat(seg_rows, how="diagonal_relaxed")
+        curve = precision_recall_curve(lists["served"], split.test, k=k) if _has_curve_k() else \
+            precision_recall_curve(lists["served"], split.test)
+
+    info = {
+        "split": {"cutoff": split.cutoff, "validation_cutoff": split.validation_cutoff,
+                  "train_rows": fit_data.interactions.height, "test_rows": split.test.interactions.height,
+                  "test_customers": len(test_customers), "known_test_customers":
+                      sum(c in split.known_customers for c in test_customers)},
+        "ranker": ranker_info,
+        "candidate_recall": round(test_recall, 4),
+        "candidates_per_customer": round(ranked.height / max(1, len(test_customers)), 1),
+        "skipped_generators": skipped,
+        "timings": timer.stages,
+        "train_seconds": round(time.perf_counter() - t_start, 2),
+    }
+    headline = _headline(metrics)
+    manifest = {
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "config": cfg.model_dump(mode="json"),
+        "data": data.fingerprint(),
+        "metrics": metrics.to_dicts(),
+        "headline": headline,
+        "info": info,
+        "versions": library_versions(),
+        "git_sha": git_sha(),
+    }
+    bundle = Bundle(hybrid, data.items, manifest)
+    log.info("trained in %.1fs: served all.map@%d=%.4f", info["train_seconds"], k, headline.get("all.map") or 0)
+    return TrainResult(bundle, metrics, segments, curve, info)
+
+
+def _has_curve_k() -> bool:
+    import inspect
+
+    return "k" in inspect.signature(precision_recall_curve).parameters
+
+
+def _headline(metrics: pl.DataFrame) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for model, prefix in (("served", ""), ("served_new_only", "")):
+        for row in metrics.filter(pl.col("model") == model).iter_rows(named=True):
+            if model == "served_new_only" and row["variant"] != "new":
+                continue
+            if model == "served" and row["variant"] == "new":
+                continue
+            for m in ("map", "ndcg", "recall", "hit_rate"):
+                out[f"{prefix}{row['variant']}.{m}"] = row[m]
+    return out
+
+
+def _drop_bought(ranked: pl.DataFrame, history: PurchaseHistory, customers: list[str]) -> pl.DataFrame:
+    bought = history.of_many(customers).select("customer_id", "item_id").unique()
+    return ranked.join(bought, on=["customer_id", "item_id"], how="anti", maintain_order="left")
+
+
+def _top(ranked: pl.DataFrame, customers: list[str], k: int, popular: list[str]) -> pl.DataFrame:
+    top = (
+        ranked.select("customer_id", "item_id").group_by("customer_id", maintain_order=True).head(k)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank"))
+    )
+    return pad_with_popular(top, customers, popular, k)
