@@ -10,6 +10,7 @@ import polars as pl
 import typer
 
 from pipelines._common import echo_report, fail, load
+from recsys.data import describe as dataset_stats
 from recsys.exceptions import RecsysError
 
 app = typer.Typer(help="Load, validate, describe and generate datasets.", no_args_is_help=True)
@@ -19,34 +20,6 @@ DataPathOpt = Annotated[
     str | None, typer.Option("--data-path", help="Override the dataset's folder (files) or URI (sql).")
 ]
 LenientOpt = Annotated[bool, typer.Option("--lenient", help="Report and drop bad rows instead of failing.")]
-
-
-def dataset_stats(ds) -> dict:  # type: ignore[no-untyped-def]
-    """The facts a person checks first about a dataset (also used by reports)."""
-    p = ds.purchases
-    per_customer = p.group_by("customer_id").agg(
-        pl.col("order_id").n_unique().alias("orders"), pl.col("ts").dt.date().n_unique().alias("days")
-    )
-    visits = pl.when(pl.col("orders") > 0).then(pl.col("orders")).otherwise(pl.col("days"))
-    repeat = per_customer.select((visits > 1).mean()).item() if per_customer.height else 0.0
-    lo, hi = ds.date_range
-    top = (
-        p.join(ds.items.select("item_id", "category"), on="item_id", how="left")
-        .group_by("category").len().sort("len", descending=True).head(10)
-    )
-    return {
-        "source": ds.source,
-        "interactions": ds.interactions.height,
-        "purchases": p.height,
-        "customers": ds.interactions["customer_id"].n_unique(),
-        "items_in_catalogue": ds.items.height,
-        "items_bought": p["item_id"].n_unique(),
-        "categories": ds.items["category"].drop_nulls().n_unique(),
-        "orders": p["order_id"].n_unique() if p["order_id"].null_count() < p.height else None,
-        "date_min": str(lo), "date_max": str(hi),
-        "repeat_buyer_share": round(float(repeat), 4),
-        "top_categories": [{"category": c, "lines": n} for c, n in top.iter_rows()],
-    }
 
 
 @app.command()

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from pipelines._common import DATASETS, echo_report
-from pipelines.data import dataset_stats
+from recsys.data import describe as dataset_stats
 from recsys.data import load_dataset
 from recsys.data.synthetic import generate_shop, write_sqlite
 

@@ -11,6 +11,7 @@ training data and without unpickling code:
     stats_categories.parquet
     ranker.npz               the tree ensemble (absent for the untrained blend)
     generators/<name>/       each generator's own save()
+    report/*.parquet         evaluation tables (metrics, segments, precision/recall curve)
 """
 
 from __future__ import annotations
@@ -69,10 +70,18 @@ def git_sha() -> str | None:
 class Bundle:
     """A trained ``HybridRecommender`` with its catalogue and manifest."""
 
-    def __init__(self, hybrid: HybridRecommender, catalogue: pl.DataFrame, manifest: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        hybrid: HybridRecommender,
+        catalogue: pl.DataFrame,
+        manifest: dict[str, Any],
+        tables: dict[str, pl.DataFrame] | None = None,
+    ) -> None:
         self.hybrid = hybrid
         self.catalogue = catalogue
         self.manifest = manifest
+        #: Evaluation tables the report draws (metrics, segments, curve), saved under ``report/``.
+        self.tables = dict(tables or {})
 
     @property
     def reference_time(self) -> datetime:
@@ -95,6 +104,10 @@ class Bundle:
         h.stats.categories_.write_parquet(folder / "stats_categories.parquet")
         if h.ranker is not None:
             np.savez(folder / "ranker.npz", **h.ranker.to_arrays())
+        if self.tables:
+            (folder / "report").mkdir()
+            for name, table in self.tables.items():
+                table.write_parquet(folder / "report" / f"{name}.parquet")
         manifest = {
             **self.manifest,
             "bundle_format": BUNDLE_FORMAT,
@@ -137,4 +150,5 @@ class Bundle:
         hybrid = HybridRecommender(
             generators, stats, history, candidates=manifest["candidates"], ranker=ranker
         )
-        return cls(hybrid, catalogue, manifest)
+        tables = {f.stem: pl.read_parquet(f) for f in sorted((path / "report").glob("*.parquet"))}
+        return cls(hybrid, catalogue, manifest, tables)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from recsys.baselines import buy_again_then_popular, model_lists, pad_with_popular, popular_items
 from recsys.bundle import Bundle, generator_class, git_sha, library_versions
 from recsys.config import TrainConfig
+from recsys.data import describe
 from recsys.dataset import Dataset
 from recsys.evaluation import activity_tiers, cold_vs_known, evaluate, evaluate_by_group, precision_recall_curve
 from recsys.exceptions import ModelFitError
@@ -138,7 +139,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
 
             val_customers = sorted(random.Random(cfg.seed).sample(val_customers, cfg.ranker.max_customers))
         with timer("ranker candidates"):
-            frame = hybrid_a.candidate_frame(val_customers, now=split.validation_cutoff)
+            frame = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time)
             labels = label_candidates(frame, split.validation.purchases)
         ranker_info["validation_candidate_recall"] = round(candidate_recall(frame, split.validation.purchases), 4)
         ranker_info["candidates_per_customer"] = round(frame.height / max(1, len(val_customers)), 1)
@@ -176,9 +177,11 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
     fallback = pl.DataFrame({"item_id": popular, "score": [float(len(popular) - i) for i in range(len(popular))]})
     lists: dict[str, pl.DataFrame] = {}
     with timer("served lists"):
-        ranked = hybrid.rank(test_customers, split.cutoff)
-        lists["served"] = _top(ranked, test_customers, k, popular)
-        lists["served_new_only"] = _top(_drop_bought(ranked, history, test_customers), test_customers, k, popular)
+        now = hybrid.reference_time
+        ranked = hybrid.rank(test_customers, now)
+        lists["served"] = hybrid.finalize(ranked, test_customers, k, now=now, fallback=fallback)
+        lists["served_new_only"] = hybrid.finalize(ranked, test_customers, k, now=now, fallback=fallback,
+                                                   exclude_bought=True)
     test_recall = candidate_recall(ranked, split.test.purchases)
     with timer("baselines"):
         glob = Popularity(half_life_days=None).fit(fit_data)
@@ -218,8 +221,11 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
                 seg_rows.append(seg.with_columns(pl.lit(name).alias("model"), pl.lit(grouping).alias("grouping"),
                                                  pl.col("group").cast(pl.String)))
         segments = pl.concat(seg_rows, how="diagonal_relaxed")
-        curve = precision_recall_curve(lists["served"], split.test, k=k) if _has_curve_k() else \
-            precision_recall_curve(lists["served"], split.test)
+        curve = pl.concat([
+            precision_recall_curve(lists[name], split.test, ks=range(1, k + 1), train=fit_data)
+            .with_columns(pl.lit(name).alias("model"))
+            for name in ("served", "baseline:buy_again_then_popular", "baseline:popularity_global")
+        ])
 
     info = {
         "split": {"cutoff": split.cutoff, "validation_cutoff": split.validation_cutoff,
@@ -238,21 +244,17 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         "created": datetime.now().isoformat(timespec="seconds"),
         "config": cfg.model_dump(mode="json"),
         "data": data.fingerprint(),
+        "data_summary": describe(data),
         "metrics": metrics.to_dicts(),
         "headline": headline,
         "info": info,
         "versions": library_versions(),
         "git_sha": git_sha(),
     }
-    bundle = Bundle(hybrid, data.items, manifest)
+    bundle = Bundle(hybrid, data.items, manifest,
+                    tables={"metrics": metrics, "segments": segments, "curve": curve})
     log.info("trained in %.1fs: served all.map@%d=%.4f", info["train_seconds"], k, headline.get("all.map") or 0)
     return TrainResult(bundle, metrics, segments, curve, info)
-
-
-def _has_curve_k() -> bool:
-    import inspect
-
-    return "k" in inspect.signature(precision_recall_curve).parameters
 
 
 def _headline(metrics: pl.DataFrame) -> dict[str, float | None]:
@@ -266,16 +268,3 @@ def _headline(metrics: pl.DataFrame) -> dict[str, float | None]:
             for m in ("map", "ndcg", "recall", "hit_rate"):
                 out[f"{prefix}{row['variant']}.{m}"] = row[m]
     return out
-
-
-def _drop_bought(ranked: pl.DataFrame, history: PurchaseHistory, customers: list[str]) -> pl.DataFrame:
-    bought = history.of_many(customers).select("customer_id", "item_id").unique()
-    return ranked.join(bought, on=["customer_id", "item_id"], how="anti", maintain_order="left")
-
-
-def _top(ranked: pl.DataFrame, customers: list[str], k: int, popular: list[str]) -> pl.DataFrame:
-    top = (
-        ranked.select("customer_id", "item_id").group_by("customer_id", maintain_order=True).head(k)
-        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank"))
-    )
-    return pad_with_popular(top, customers, popular, k)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from recsys.data._config import DatasetConfig, load_dataset_config
 from recsys.data._load import load_dataset
+from recsys.data._stats import describe
 from recsys.data._validate import Issue, ValidationReport
 from recsys.dataset import Dataset
 
-__all__ = ["Dataset", "DatasetConfig", "Issue", "ValidationReport", "load_dataset", "load_dataset_config"]
+__all__ = ["Dataset", "describe", "DatasetConfig", "Issue", "ValidationReport", "load_dataset", "load_dataset_config"]

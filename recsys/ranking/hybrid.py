@@ -112,6 +112,21 @@ class HybridRecommender:
         """
         now = now or self.reference_time
         ranked = self.rank(customer_ids, now)
+        return self.finalize(ranked, customer_ids, n, now=now, rules=rules, exclude_bought=exclude_bought,
+                             fallback=fallback)
+
+    def finalize(
+        self,
+        ranked: pl.DataFrame,
+        customer_ids: Sequence[str],
+        n: int,
+        *,
+        now: datetime,
+        rules: Any | None = None,
+        exclude_bought: bool = False,
+        fallback: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Turn ranked candidates into final lists (rules, or top-``n`` with optional exclusion + padding)."""
         cols = ["customer_id", "item_id", "score", "reason_type", "source_item_id", "source_ts"]
         if rules is not None:
             hist = self.history.of_many(customer_ids).filter(pl.col("ts") < now)
@@ -120,7 +135,7 @@ class HybridRecommender:
             bought = self.history.of_many(customer_ids).select("customer_id", "item_id").unique()
             ranked = ranked.join(bought, on=["customer_id", "item_id"], how="anti", maintain_order="left")
         out = ranked.select(cols).group_by("customer_id", maintain_order=True).head(n)
-        out = _pad_with_popular(out, customer_ids, n, fallback)
+        out = _pad_with_popular(out, customer_ids, n, fallback, exclude=bought if exclude_bought else None)
         return out.with_columns(
             pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank")
         ).select(list(OUTPUT_SCHEMA))
@@ -143,7 +158,13 @@ def rrf_scores(frame: pl.DataFrame, generator_names: Sequence[str], k: float = 2
     return total
 
 
-def _pad_with_popular(out: pl.DataFrame, customer_ids: Sequence[str], n: int, fallback: pl.DataFrame | None) -> pl.DataFrame:
+def _pad_with_popular(
+    out: pl.DataFrame,
+    customer_ids: Sequence[str],
+    n: int,
+    fallback: pl.DataFrame | None,
+    exclude: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     if fallback is None or fallback.height == 0:
         return out
     counts = dict(out.group_by("customer_id").len().iter_rows())
@@ -155,7 +176,11 @@ def _pad_with_popular(out: pl.DataFrame, customer_ids: Sequence[str], n: int, fa
         pl.DataFrame({"customer_id": short}, schema={"customer_id": pl.String})
         .join(fb, how="cross")
         .join(out.select("customer_id", "item_id"), on=["customer_id", "item_id"], how="anti")
-        .with_columns(
+    )
+    if exclude is not None:
+        pad = pad.join(exclude, on=["customer_id", "item_id"], how="anti")
+    pad = (
+        pad.with_columns(
             (pl.col("score") - 1e6).alias("score"),  # below every ranked candidate
             pl.lit("popular").alias("reason_type"),
             pl.lit(None, pl.String).alias("source_item_id"),
@@ -163,7 +188,13 @@ def _pad_with_popular(out: pl.DataFrame, customer_ids: Sequence[str], n: int, fa
         )
     )
     both = pl.concat([out, pad.select(out.columns)], how="vertical_relaxed")
-    return both.group_by("customer_id", maintain_order=True).head(n).sort("customer_id", maintain_order=True)
+    order = pl.DataFrame({"customer_id": list(customer_ids)}, schema={"customer_id": pl.String}).with_row_index("_o")
+    return (
+        both.join(order, on="customer_id", how="left")
+        .sort("_o", "score", "item_id", descending=[False, True, False])
+        .group_by("customer_id", maintain_order=True).head(n)
+        .drop("_o")
+    )
 
 
 def label_candidates(frame: pl.DataFrame, future: pl.DataFrame) -> np.ndarray:

@@ -1,0 +1,67 @@
+"""The persistent store behaves the same on SQLite (default) and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys.store import Store, erasure_hash
+
+
+def _events() -> pl.DataFrame:
+    return pl.DataFrame({
+        "customer_id": ["c1", "c1", "c2"], "item_id": ["a", "b", "a"],
+        "event": ["purchase", "cart", "purchase"],
+        "ts": [datetime(2025, 1, 1), datetime(2025, 1, 2), datetime(2025, 1, 3)],
+        "price": [10.0, None, 12.5],
+    })
+
+
+def _exercise(store: Store) -> None:
+    assert store.add_events(_events(), source="widget:home", model_version="v1") == 3
+    ev = store.events(["c1"])
+    assert ev["item_id"].to_list() == ["a", "b"] and ev["source"].to_list() == ["widget:home"] * 2
+    assert store.events(since=datetime(2025, 1, 2)).height == 2
+    picks = pl.DataFrame({"customer_id": ["c1", "c1", "c2"], "item_id": ["x", "y", "x"], "rank": [1, 2, 1]})
+    assert store.log_sends(picks, run_id="r1", campaign="welcome", model_version="v1") == 3
+    assert store.log_sends(picks, run_id="r1", campaign="welcome", model_version="v1") == 0  # idempotent
+    assert store.sends(customer_ids=["c1"]).height == 2
+    store.set_consent({"c1": True, "c2": False})
+    store.set_consent({"c2": True})
+    assert store.consent() == {"c1": True, "c2": True}
+    store.suppress(["c2"], reason="bounced")
+    assert store.suppressed() == {"c2"}
+    counts = store.erase(["c1", "unknown"])
+    assert counts["events"] == 2 and counts["send_log"] == 2 and counts["consent"] == 1
+    for table in ("events", "send_log", "consent", "suppression"):
+        assert store.count(table, "c1") == 0
+    assert store.erase(["c1"]) == {"events": 0, "send_log": 0, "consent": 0, "suppression": 0}  # no-op
+    assert store.is_erased(["c1", "c2"]) == [True, False]
+    assert erasure_hash("c1") in store.erased_hashes() and "c1" not in str(store.erased_hashes())
+    assert store.count("events") == 1
+
+
+def test_sqlite_store(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    _exercise(store)
+    store.close()
+    reopened = Store(f"sqlite:///{tmp_path / 'state.db'}")  # durable across connections
+    assert reopened.count("events") == 1 and reopened.is_erased(["c1"]) == [True]
+
+
+def test_failed_batch_writes_nothing(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    bad = _events().with_columns(pl.Series("ts", [datetime(2025, 1, 1), None, datetime(2025, 1, 1)]))
+    with pytest.raises(Exception):  # noqa: B017 - the driver's own integrity error
+        store.add_events(bad)
+    assert store.count("events") == 0
+
+
+@pytest.mark.postgres
+def test_postgres_store(pg_uri: str) -> None:
+    store = Store(pg_uri)
+    _exercise(store)
+    store.close()
