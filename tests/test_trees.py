@@ -21,6 +21,7 @@ def test_classifier_matches_sklearn_decision_function() -> None:
     clf = HistGradientBoostingClassifier(max_iter=40, max_leaf_nodes=15, random_state=0).fit(X, y)
     ens = TreeEnsemble.from_sklearn(clf)
     np.testing.assert_allclose(ens.predict(X), clf.decision_function(X), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(ens.predict_numpy(X), clf.decision_function(X), rtol=1e-9, atol=1e-9)
 
 
 def test_regressor_roundtrip_through_arrays(tmp_path) -> None:

@@ -1,0 +1,341 @@
+"""``OnlineRecommender``: one loaded bundle answering single website requests, with real-time fold-in.
+
+Why separate from the HTTP layer: everything a widget needs — customer candidates, the page or cart
+context, business rules per placement, filters, explanations, events folding into the next answer — is
+recommender logic and is tested here without a server; ``serving/`` only parses, authenticates and maps
+errors to HTTP codes.  One instance serves one bundle version; a model swap builds a new instance and
+replaces the reference in one assignment, so a request never sees two versions.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from recsys.bundle import Bundle
+from recsys.models.base import PAD_ID
+from recsys.rules import PlacementRules, RuleSet
+
+__all__ = ["OnlineRecommender", "Filters", "PLACEMENTS"]
+
+log = logging.getLogger(__name__)
+
+PLACEMENTS = ("product_page", "cart", "home", "for_you", "email")
+#: How much the page/cart context weighs against the customer's own history, per placement.
+CONTEXT_WEIGHT = {"product_page": 2.0, "cart": 2.0, "home": 0.5, "for_you": 0.5, "email": 0.5}
+_RRF_K = 20.0
+
+
+@dataclass(frozen=True)
+class Filters:
+    categories: tuple[str, ...] = ()
+    exclude_item_ids: tuple[str, ...] = ()
+    price_min: float | None = None
+    price_max: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.categories or self.exclude_item_ids or self.price_min is not None
+                    or self.price_max is not None)
+
+
+@dataclass
+class _Cache:
+    """Small LRU of final answers; a customer's entries are dropped when their events arrive."""
+
+    size: int = 20_000
+    data: OrderedDict[tuple[Any, ...], Any] = field(default_factory=OrderedDict)
+
+    def get(self, key: tuple[Any, ...]) -> Any | None:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        self.data[key] = value
+        if len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+    def drop_customer(self, customer_id: str) -> None:
+        for key in [k for k in self.data if k[0] == customer_id]:
+            del self.data[key]
+
+
+class OnlineRecommender:
+    """Serve one bundle: ``recommend`` / ``complements`` / ``similar`` / ``popular`` / ``ingest``.
+
+    Parameters
+    ----------
+    bundle
+        A loaded ``Bundle``.
+    placements
+        ``PlacementRules`` per placement name (``configs/placements.yaml``).
+    version
+        The tag the answers carry as ``model_version``.
+    """
+
+    def __init__(self, bundle: Bundle, placements: dict[str, PlacementRules], *, version: str) -> None:
+        self.bundle = bundle
+        self.hybrid = bundle.hybrid
+        self.version = version
+        self.lock = threading.RLock()
+        pop = self.hybrid.generators["popularity"]
+        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
+        keep = ids != PAD_ID
+        self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str), "score": scores[keep].astype(np.float64)})
+        unknown = set(placements) - set(PLACEMENTS)
+        if unknown:
+            log.warning("placements %s are not served (known: %s)", sorted(unknown), PLACEMENTS)
+        self.rules = RuleSet.for_placements(
+            {p: placements.get(p, PlacementRules()) for p in PLACEMENTS}, bundle.catalogue, fallback=self.popular_frame
+        )
+        cat = bundle.catalogue.select("item_id", "category", "price", "name")
+        self.item_category = dict(zip(cat["item_id"].to_list(), cat["category"].to_list(), strict=True))
+        self.item_price = dict(zip(cat["item_id"].to_list(), cat["price"].to_list(), strict=True))
+        self.item_name = dict(zip(cat["item_id"].to_list(), cat["name"].to_list(), strict=True))
+        self.clock: datetime = self.hybrid.reference_time
+        self.carts: dict[str, list[str]] = {}
+        self.cache = _Cache()
+
+    # ------------------------------------------------------------------ facts
+    def knows_customer(self, customer_id: str) -> bool:
+        return customer_id in self.hybrid.history
+
+    def knows_item(self, item_id: str) -> bool:
+        return item_id in self.item_category
+
+    # --------------------------------------------------------------- queries
+    def recommend(
+        self,
+        customer_id: str | None,
+        *,
+        placement: str = "for_you",
+        n: int = 12,
+        context_item_ids: Sequence[str] = (),
+        filters: Filters = Filters(),
+        now: datetime | None = None,
+    ) -> pl.DataFrame:
+        """Final list for one widget: ``item_id, score, category, reason_type, source_item_id, source_ts``.
+
+        Unknown customers and unknown items are cold starts, never errors: the answer falls back to
+        the context's complements, the customer's categories' trending items, then popular items.
+        """
+        with self.lock:
+            cart = tuple(self.carts.get(customer_id, ())) if customer_id else ()
+            context = tuple(dict.fromkeys([*context_item_ids, *cart]))
+            key = (customer_id, placement, n, context, filters)
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+            now = now or self.clock
+            out = self._recommend(customer_id, placement, n, context, filters, now)
+            self.cache.put(key, out)
+            return out
+
+    def _recommend(self, customer_id: str | None, placement: str, n: int, context: tuple[str, ...],
+                   filters: Filters, now: datetime) -> pl.DataFrame:
+        known = customer_id is not None and self.knows_customer(customer_id)
+        cid = customer_id if customer_id is not None else "__anonymous__"
+        parts = []
+        if known:
+            ranked = self.hybrid.rank([cid], now)
+            parts.append((ranked, 1.0))
+        ctx = self._context_candidates(cid, [i for i in context if self.knows_item(i)])
+        if ctx.height:
+            parts.append((ctx, CONTEXT_WEIGHT.get(placement, 1.0)))
+        ranked = _fuse(parts) if len(parts) > 1 else (parts[0][0] if parts else _empty_ranked())
+        ranked = ranked.with_columns(pl.lit(cid).alias("customer_id"))
+        if filters.active:
+            ranked = self._filter(ranked, filters)
+        want = n + len(filters.exclude_item_ids) + (2 * n if filters.active else 0)
+        history = self.hybrid.history.of(cid) if known else None
+        out = self.rules[placement].apply(
+            ranked.select("customer_id", "item_id", "score", "reason_type", "source_item_id", "source_ts"),
+            n=want, now=now, history=history, context_item_ids=list(context), customer_ids=[cid],
+        )
+        if filters.active:
+            out = self._filter(out, filters)
+            if out.height < n:
+                out = pl.concat([out, self._filtered_popular(filters, exclude=[*out["item_id"], *context],
+                                                             n=n - out.height, cid=cid)], how="diagonal_relaxed")
+        out = out.head(n)
+        return out.with_columns(
+            pl.col("item_id").replace_strict(self.item_category, default=None, return_dtype=pl.String).alias("category")
+        ).select("item_id", "score", "category", "reason_type", "source_item_id", "source_ts")
+
+    def _context_candidates(self, cid: str, items: list[str]) -> pl.DataFrame:
+        """Complements of the page/cart items: bought-with items, then popular items of complement categories."""
+        if not items:
+            return _empty_ranked()
+        rows: list[dict[str, Any]] = []
+        gens = self.hybrid.generators
+        cop = gens.get("copurchase")
+        if cop is not None:
+            ids, scores = cop.complements(items, 30)  # type: ignore[attr-defined]
+            for i, s in zip(ids, scores, strict=True):
+                if i != PAD_ID:
+                    rows.append({"item_id": i, "score": float(s), "reason_type": "bought_with",
+                                 "source_item_id": items[0]})
+        cc = gens.get("category_complements")
+        pop = gens["popularity"]
+        if cc is not None:
+            cats = [c for c in dict.fromkeys(self.item_category.get(i) for i in items) if c]
+            known_cats = [c for c in cats if c in cc.category_index_]  # type: ignore[attr-defined]
+            if known_cats:
+                comp = cc.complements(known_cats, 4)  # type: ignore[attr-defined]
+                src_of = {self.item_category.get(i): i for i in items}
+                for source, target, lift in comp.select("source", "target", "lift").iter_rows():
+                    ids, scores = pop.popular(6, category=target)  # type: ignore[attr-defined]
+                    for rank, (i, s) in enumerate(zip(ids, scores, strict=True)):
+                        if i != PAD_ID:
+                            rows.append({"item_id": i, "score": float(lift) / (1.0 + rank),
+                                         "reason_type": "complements_category", "source_item_id": src_of.get(source)})
+        if not rows:
+            return _empty_ranked()
+        frame = pl.DataFrame(rows, schema={"item_id": pl.String, "score": pl.Float64, "reason_type": pl.String,
+                                           "source_item_id": pl.String})
+        return (
+            frame.sort("score", descending=True).unique("item_id", keep="first", maintain_order=True)
+            .with_columns(pl.lit(cid).alias("customer_id"), pl.lit(None, pl.Datetime("us")).alias("source_ts"))
+        )
+
+    def _filter(self, frame: pl.DataFrame, f: Filters) -> pl.DataFrame:
+        cond = pl.lit(True)
+        if f.categories:
+            cond &= pl.col("item_id").replace_strict(self.item_category, default=None,
+                                                     return_dtype=pl.String).is_in(list(f.categories))
+        if f.exclude_item_ids:
+            cond &= ~pl.col("item_id").is_in(list(f.exclude_item_ids))
+        if f.price_min is not None or f.price_max is not None:
+            price = pl.col("item_id").replace_strict(self.item_price, default=None, return_dtype=pl.Float64)
+            if f.price_min is not None:
+                cond &= price >= f.price_min
+            if f.price_max is not None:
+                cond &= price <= f.price_max
+        return frame.filter(cond)
+
+    def _filtered_popular(self, f: Filters, *, exclude: Sequence[str], n: int, cid: str) -> pl.DataFrame:
+        pool = self._filter(self.popular_frame, f).filter(~pl.col("item_id").is_in(list(exclude))).head(n)
+        return pool.with_columns(
+            pl.lit(cid).alias("customer_id"), pl.lit("popular").alias("reason_type"),
+            pl.lit(None, pl.String).alias("source_item_id"), pl.lit(None, pl.Datetime("us")).alias("source_ts"),
+        )
+
+    def complements(self, item_ids: Sequence[str], n: int = 12) -> pl.DataFrame:
+        """"Goes well with": complements of a product or cart, for anonymous visitors too."""
+        return self.recommend(None, placement="cart" if len(item_ids) > 1 else "product_page", n=n,
+                              context_item_ids=item_ids)
+
+    def similar(self, item_id: str, n: int = 12) -> pl.DataFrame:
+        """Items like this one (item-KNN), falling back to popular items of its category."""
+        rows: list[tuple[str, float, str]] = []
+        knn = self.hybrid.generators.get("item_knn") or self.hybrid.generators.get("als")
+        if knn is not None and self.knows_item(item_id):
+            ids, scores = knn.similar([item_id], n, on_unknown="empty")  # type: ignore[attr-defined]
+            rows += [(i, float(s), "similar_items") for i, s in zip(ids[0], scores[0], strict=True) if i != PAD_ID]
+        if len(rows) < n:
+            cat = self.item_category.get(item_id)
+            ids, scores = self.hybrid.generators["popularity"].popular(n + len(rows) + 1, category=cat)  # type: ignore[attr-defined]
+            seen = {r[0] for r in rows} | {item_id}
+            rows += [(i, float(s), "popular") for i, s in zip(ids, scores, strict=True)
+                     if i != PAD_ID and i not in seen][: n - len(rows)]
+        return self._plain(rows[:n])
+
+    def popular(self, category: str | None = None, n: int = 12) -> pl.DataFrame:
+        """Bestsellers overall or in a category (unknown category: empty list)."""
+        ids, scores = self.hybrid.generators["popularity"].popular(n, category=category)  # type: ignore[attr-defined]
+        return self._plain([(i, float(s), "popular") for i, s in zip(ids, scores, strict=True) if i != PAD_ID])
+
+    def _plain(self, rows: list[tuple[str, float, str]]) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"item_id": [r[0] for r in rows], "score": [r[1] for r in rows],
+             "category": [self.item_category.get(r[0]) for r in rows], "reason_type": [r[2] for r in rows],
+             "source_item_id": [None] * len(rows), "source_ts": [None] * len(rows)},
+            schema={"item_id": pl.String, "score": pl.Float64, "category": pl.String, "reason_type": pl.String,
+                    "source_item_id": pl.String, "source_ts": pl.Datetime("us")},
+        )
+
+    # ---------------------------------------------------------------- events
+    def ingest(self, events: pl.DataFrame) -> dict[str, int]:
+        """Fold events in: purchases update history and every generator's customer state (no retrain);
+        cart events set the customer's cart (its complements drive the next answer); a purchase empties it."""
+        with self.lock:
+            counts = {"purchase": 0, "cart": 0, "other": 0}
+            if events.height == 0:
+                return counts
+            events = events.sort("ts")
+            purchases = events.filter(pl.col("event") == "purchase")
+            for cid, item, ev in events.select("customer_id", "item_id", "event").iter_rows():
+                if ev == "cart":
+                    cart = self.carts.setdefault(cid, [])
+                    if item not in cart:
+                        cart.append(item)
+                    counts["cart"] += 1
+                elif ev == "purchase":
+                    self.carts.pop(cid, None)
+                    counts["purchase"] += 1
+                else:
+                    counts["other"] += 1
+                self.cache.drop_customer(cid)
+            if purchases.height:
+                known_items = purchases.filter(pl.col("item_id").is_in(list(self.item_category)))
+                self.hybrid.history.append(purchases)
+                for name, gen in self.hybrid.generators.items():
+                    try:
+                        gen.partial_fit(known_items)
+                    except NotImplementedError:
+                        continue
+                    except Exception:  # noqa: BLE001 - one generator's fold-in failure must not drop the event
+                        log.exception("fold-in failed for generator %s", name)
+                latest = purchases["ts"].max()
+                if isinstance(latest, datetime) and latest > self.clock:
+                    self.clock = latest
+            return counts
+
+    def forget(self, customer_ids: Sequence[str]) -> int:
+        """Erase customers from the served state at once (history, generator state, carts, cache)."""
+        with self.lock:
+            removed = self.hybrid.history.forget(customer_ids)
+            for gen in self.hybrid.generators.values():
+                try:
+                    gen.forget(customer_ids)
+                except NotImplementedError:
+                    continue
+            for cid in customer_ids:
+                self.carts.pop(cid, None)
+                self.cache.drop_customer(cid)
+            return removed
+
+
+def _empty_ranked() -> pl.DataFrame:
+    return pl.DataFrame(schema={"customer_id": pl.String, "item_id": pl.String, "score": pl.Float64,
+                                "reason_type": pl.String, "source_item_id": pl.String,
+                                "source_ts": pl.Datetime("us")})
+
+
+def _fuse(parts: list[tuple[pl.DataFrame, float]]) -> pl.DataFrame:
+    """Reciprocal-rank fusion of several ranked lists for one customer, keeping the best reason."""
+    frames = []
+    for frame, weight in parts:
+        f = frame.select("item_id", "reason_type", "source_item_id", "source_ts", pl.col("score").cast(pl.Float64))
+        f = f.sort("score", descending=True).with_row_index("_r").with_columns(
+            (weight / (_RRF_K + pl.col("_r").cast(pl.Float64) + 1.0)).alias("_w")
+        )
+        frames.append(f)
+    both = pl.concat(frames, how="vertical_relaxed")
+    return (
+        both.sort("_w", descending=True)
+        .group_by("item_id", maintain_order=True)
+        .agg(pl.col("_w").sum().alias("score"), pl.col("reason_type").first(), pl.col("source_item_id").first(),
+             pl.col("source_ts").first())
+        .sort("score", descending=True)
+    )
