@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -34,6 +34,9 @@ class Popularity(Recommender):
         Trending = smoothed rate over the last ``trend_window_days`` ÷ rate over ``trend_base_days``.
     trend_prior
         Pseudo-count added to both windows so items with two sales do not top the trend list.
+    weight
+        ``"lines"`` counts purchase lines (default: a litre of fuel is not 40 sales); ``"quantity"``
+        sums units, for shops where quantities are small and meaningful.
     """
 
     reason = "popular"
@@ -46,11 +49,13 @@ class Popularity(Recommender):
         trend_window_days: float = 14.0,
         trend_base_days: float = 90.0,
         trend_prior: float = 5.0,
+        weight: Literal["lines", "quantity"] = "lines",
     ) -> None:
         self.half_life_days = half_life_days
         self.trend_window_days = trend_window_days
         self.trend_base_days = trend_base_days
         self.trend_prior = trend_prior
+        self.weight = weight
 
     def _validate_params(self) -> None:
         hl = self.half_life_days
@@ -58,6 +63,7 @@ class Popularity(Recommender):
         check_param(self, "trend_window_days", self.trend_window_days, "a float in (0, trend_base_days)",
                     0 < self.trend_window_days < self.trend_base_days)
         check_param(self, "trend_prior", self.trend_prior, "a float in [0, inf)", self.trend_prior >= 0)
+        check_param(self, "weight", self.weight, "one of 'lines', 'quantity'", self.weight in ("lines", "quantity"))
 
     def _fit(self, data: Dataset) -> None:
         purchases = data.purchases
@@ -78,7 +84,8 @@ class Popularity(Recommender):
 
     def _counts(self, purchases: pl.DataFrame, half_life: float | None) -> np.ndarray:
         idx = self.item_ids_.index(purchases["item_id"].to_list())
-        w = purchases["quantity"].to_numpy().astype(np.float64)
+        w = (purchases["quantity"].to_numpy().astype(np.float64) if self.weight == "quantity"
+             else np.ones(purchases.height, dtype=np.float64))
         if half_life is not None and purchases.height:
             age = ((self.reference_time_ - purchases["ts"]).dt.total_seconds() / 86400.0).to_numpy()  # type: ignore[operator]
             w = w * np.power(0.5, np.clip(age, 0, None) / half_life)

@@ -1,0 +1,38 @@
+"""IdMap: the id ↔ index contract, on both the small (dict) and large (join) lookup paths."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from recsys.idmap import IdMap
+
+ids = st.lists(st.text(alphabet="abcxyz019", min_size=1, max_size=4), unique=True, max_size=30)
+
+
+@given(ids, st.lists(st.text(alphabet="abcxyz019", min_size=1, max_size=4), max_size=30))
+@example([], [])
+def test_index_roundtrip_and_unknown(known: list[str], queries: list[str]) -> None:
+    m = IdMap(known)
+    idx = m.index(queries)
+    assert idx.shape == (len(queries),)
+    for q, i in zip(queries, idx, strict=True):
+        assert (i == -1) == (q not in known)
+        if i >= 0:
+            assert m.ids[i] == q
+
+
+def test_large_lookup_path_matches_small() -> None:
+    m = IdMap([f"id{i}" for i in range(10_000)])
+    keys = [f"id{i}" for i in range(0, 20_000, 3)]
+    big = m.index(keys)
+    small = np.array([m.get(k) for k in keys])
+    np.testing.assert_array_equal(big, small)
+
+
+def test_extend_keeps_existing_indices() -> None:
+    m = IdMap(["a", "b"])
+    m2 = m.extend(["c", "a", "d", "c"])
+    assert m2.index(["a", "b", "c", "d"]).tolist() == [0, 1, 2, 3]
+    assert m.extend(["a"]) is m
