@@ -1,0 +1,1 @@
+"""The BentoML recommendation service (thin: parse, authenticate, call ``recsys``, answer)."""

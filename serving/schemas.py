@@ -1,0 +1,124 @@
+"""Request and response models: the OpenAPI page documents every field from these.
+
+Why strict pydantic models at the edge: the website and the data team call this service from code we
+do not control; a wrong type, an unknown placement or an absurd ``n`` must come back as a 400 naming the
+field, never reach the recommender and never become a 500.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Id = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$",
+                          description="A customer or item id: 1–64 letters, digits, '_', '.', ':' or '-'.")]
+Placement = Literal["product_page", "cart", "home", "for_you", "email"]
+ReasonType = Literal["bought_with", "complements_category", "buy_again", "similar_customers",
+                     "trending_in_category", "popular", "pinned", "similar_items", "ranked"]
+N = Annotated[int, Field(ge=1, le=100, description="How many items to return (1–100).")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Filters(_Strict):
+    categories: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
+        default_factory=list, max_length=50, description="Only items of these categories.")
+    exclude_item_ids: list[Id] = Field(default_factory=list, max_length=200, description="Never return these.")
+    price_min: float | None = Field(None, ge=0, description="Lowest item price.")
+    price_max: float | None = Field(None, ge=0, description="Highest item price.")
+
+    @model_validator(mode="after")
+    def _band(self) -> Filters:
+        if self.price_min is not None and self.price_max is not None and self.price_min > self.price_max:
+            raise ValueError("filters.price_min must not exceed filters.price_max")
+        return self
+
+
+class RecommendRequest(_Strict):
+    customer_id: Id | None = Field(None, description="Omit for anonymous visitors (cold start).")
+    context_item_ids: list[Id] = Field(default_factory=list, max_length=50,
+                                       description="Items on the page or in the cart.")
+    placement: Placement = Field("for_you", description="Which widget asks; selects the business rules.")
+    n: N = 12
+    filters: Filters = Field(default_factory=Filters)
+    explain: bool = Field(True, description="Include the reason for each item.")
+
+
+class Reason(BaseModel):
+    type: str = Field(description="bought_with | complements_category | buy_again | similar_customers | "
+                                  "trending_in_category | popular | pinned | similar_items")
+    source_item_id: str | None = Field(None, description="The item of the customer's history or context it comes from.")
+    source_date: date | None = Field(None, description="When the customer bought the source item.")
+    text: str | None = Field(None, description="A sentence for the widget, e.g. 'Because you bought …'.")
+
+
+class Item(BaseModel):
+    item_id: str
+    score: float
+    category: str | None = None
+    reason: Reason | None = None
+
+
+class RecommendResponse(BaseModel):
+    model_version: str
+    items: list[Item]
+
+
+class ComplementsRequest(_Strict):
+    item_ids: list[Id] = Field(min_length=1, max_length=50, description="A product, or the items of a cart.")
+    n: N = 12
+
+
+class SimilarRequest(_Strict):
+    item_id: Id
+    n: N = 12
+
+
+class PopularRequest(_Strict):
+    category: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    n: N = 12
+
+
+class Event(_Strict):
+    customer_id: Id
+    item_id: Id
+    event: Literal["purchase", "cart", "view", "click", "impression"] = "purchase"
+    ts: datetime | None = Field(None, description="When it happened (default: now).")
+    quantity: float = Field(1.0, gt=0, le=10_000)
+    price: float | None = Field(None, ge=0)
+    order_id: Annotated[str, Field(max_length=64)] | None = None
+    source: Annotated[str, Field(max_length=100)] | None = Field(
+        None, description="Widget or campaign id the event came from (for KPIs).")
+
+    @field_validator("ts")
+    @classmethod
+    def _naive_utc(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is not None:
+            from datetime import timezone
+
+            v = v.astimezone(timezone.utc).replace(tzinfo=None)
+        return v
+
+
+class EventsRequest(_Strict):
+    events: list[Event] = Field(min_length=1, max_length=1000, description="One or a batch (≤ 1000).")
+
+
+class EventsResponse(BaseModel):
+    model_version: str
+    stored: int
+    purchases: int
+    carts: int
+
+
+class EraseRequest(_Strict):
+    customer_ids: list[Id] = Field(min_length=1, max_length=1000)
+
+
+class EraseResponse(BaseModel):
+    erased: int
+    unknown: list[str]
