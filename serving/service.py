@@ -10,6 +10,7 @@ Start it with ``recsys serve`` (``bentoml serve serving.service:CrossSell`` unde
 from __future__ import annotations
 
 import hmac
+import os
 import logging
 from datetime import datetime, timezone
 from typing import Any
@@ -100,7 +101,7 @@ def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> lis
 @bentoml.asgi_app(extra, path="/")
 @bentoml.service(
     name="crosssell",
-    workers=1,
+    workers=int(os.environ.get("RECSYS_WORKERS", "1")),
     threads=1,  # requests of one worker run one at a time: the fold-in state needs no finer locking
     traffic={"timeout": 30},
     logging={"access": {"enabled": False}},  # see bench/serve.py notes: per-request log lines cost latency
