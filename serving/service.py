@@ -45,6 +45,20 @@ log = logging.getLogger("crosssell.service")
 _state: ServingState | None = None  # one per worker process; set in CrossSell.__init__
 
 
+class _NoBodies(logging.Filter):
+    """BentoML logs every rejected request with its traceback, whose pydantic message quotes the
+    offending input values: personal data in logs, and a traceback per bad request.  Keep the one-line
+    "Exception on /route [POST]" and drop the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoBodies())
+
+
 class Unauthorized(BentoMLException):
     from http import HTTPStatus
 

@@ -82,3 +82,20 @@ def pg_uri():
     finally:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def synthetic_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One bundle trained on the synthetic shop (small config), saved as a directory; shared by the session."""
+    from recsys.config import GENERATORS, TrainConfig
+    from recsys.data.synthetic import generate_shop
+    from recsys.training import train
+
+    cfg = TrainConfig.model_validate({
+        "ranker": {"max_iter": 40},
+        "generators": {name: {"candidates": 30} for name in GENERATORS if name != "bpr"},
+    })
+    result = train(generate_shop(seed=0).dataset, cfg, progress=False)
+    path = tmp_path_factory.mktemp("bundles") / "synthetic"
+    result.bundle.save(path)
+    return path

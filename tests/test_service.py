@@ -1,0 +1,252 @@
+"""The real BentoML service (its ASGI app, started by the test client) against a synthetic-shop bundle."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recsys.bundle import Bundle
+from recsys.registry import Registry
+
+pytestmark = pytest.mark.integration
+KEY = "test-key"
+
+
+@pytest.fixture(scope="module")
+def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    import os
+
+    from starlette.testclient import TestClient
+
+    reg = Registry()
+    bundle = Bundle.load(synthetic_bundle_dir)
+    tag = reg.save(bundle.write_into, metadata={"headline": {"all.map": 0.1}}, version="svc-v1")
+    reg.promote(tag, metric="all.map", force=True)
+    state_dir = tmp_path_factory.mktemp("state")
+    os.environ.update({"RECSYS_STORE_URI": f"sqlite:///{state_dir / 'state.db'}", "RECSYS_API_KEY": KEY,
+                       "RECSYS_WATCH_SECONDS": "0.2", "RECSYS_MODEL": "promoted"})
+    from serving.service import CrossSell
+
+    with TestClient(app=CrossSell.to_asgi()) as client:
+        client.bundle = bundle  # type: ignore[attr-defined]
+        client.tag = tag  # type: ignore[attr-defined]
+        yield client
+
+
+def _trouser_buyer(bundle: Bundle) -> tuple[str, str]:
+    """A customer whose most recent order contains trousers, and that trousers item."""
+    trousers = set(bundle.catalogue.filter(pl.col("category") == "trousers")["item_id"])
+    h = bundle.hybrid.history.frame
+    last = h.filter(pl.col("ts") == pl.col("ts").max().over("customer_id"))
+    hit = last.filter(pl.col("item_id").is_in(list(trousers))).sort("ts", descending=True)
+    return hit["customer_id"][0], hit["item_id"][0]
+
+
+def test_ready_and_status(service) -> None:  # type: ignore[no-untyped-def]
+    assert service.get("/readyz").status_code == 200
+    assert service.get("/healthz").status_code == 200
+    body = service.get("/status").json()
+    assert body["ready"] is True and body["model_version"] == service.tag
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/recommend", {"customer_id": "C000010", "n": 5}),
+        ("/recommend", {"n": 5, "placement": "home"}),
+        ("/complements", {"item_ids": ["I00050"], "n": 5}),
+        ("/similar", {"item_id": "I00050", "n": 5}),
+        ("/popular", {"n": 5}),
+        ("/popular", {"category": "belts", "n": 5}),
+    ],
+)
+def test_every_read_endpoint(service, route: str, body: dict) -> None:  # type: ignore[no-untyped-def]
+    r = service.post(route, json=body)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["model_version"] == service.tag
+    assert len(data["items"]) == 5
+    assert len({i["item_id"] for i in data["items"]}) == 5
+    if body.get("category"):
+        assert {i["category"] for i in data["items"]} == {body["category"]}
+
+
+def test_trousers_buyer_sees_belts_or_shoes_with_reason(service) -> None:  # type: ignore[no-untyped-def]
+    cid, trousers = _trouser_buyer(service.bundle)
+    r = service.post("/recommend", json={"customer_id": cid, "placement": "product_page", "n": 6,
+                                         "context_item_ids": [trousers]}).json()
+    cats = [i["category"] for i in r["items"]]
+    assert {"belts", "shoes"} & set(cats[:3]), cats
+    reasons = [i["reason"] for i in r["items"] if i["category"] in ("belts", "shoes")]
+    assert any(x["type"] == "complements_category" and x["source_item_id"] == trousers for x in reasons)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"customer_id": "never-seen-customer", "n": 4},
+        {"customer_id": "never-seen", "context_item_ids": ["NO-SUCH-ITEM"], "placement": "cart", "n": 4},
+        {"n": 4, "placement": "for_you"},
+        {"customer_id": "C000010", "n": 4, "filters": {"categories": ["no-such-category"]}},
+    ],
+)
+def test_cold_start_never_fails(service, body: dict) -> None:  # type: ignore[no-untyped-def]
+    r = service.post("/recommend", json=body)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    if "filters" not in body:
+        assert len(items) == 4
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("/recommend", {"n": 0}, "n"),
+        ("/recommend", {"n": 101}, "n"),
+        ("/recommend", {"placement": "sidebar"}, "placement"),
+        ("/recommend", {"customer_id": "bad id with spaces"}, "customer_id"),
+        ("/recommend", {"n": "twelve"}, "n"),
+        ("/recommend", {"context_item_ids": ["x"] * 51}, "context_item_ids"),
+        ("/recommend", {"filters": {"price_min": 5, "price_max": 1}}, "filters"),
+        ("/recommend", {"unexpected": 1}, "unexpected"),
+        ("/complements", {"item_ids": []}, "item_ids"),
+        ("/similar", {}, "item_id"),
+    ],
+)
+def test_bad_input_is_400_naming_the_field(service, route: str, body: dict, field: str) -> None:  # type: ignore[no-untyped-def]
+    r = service.post(route, json=body)
+    assert r.status_code == 400, r.text
+    detail = r.json()["detail"]
+    assert any(field in [str(p) for p in d["loc"]] for d in detail), detail
+    assert "bad id with spaces" not in r.text  # errors do not echo the request body
+
+
+def test_events_need_the_api_key(service) -> None:  # type: ignore[no-untyped-def]
+    body = {"events": [{"customer_id": "C000010", "item_id": "I00050", "event": "click"}]}
+    assert service.post("/events", json=body).status_code == 401
+    assert service.post("/events", json=body, headers={"x-api-key": "wrong"}).status_code == 401
+    r = service.post("/events", json=body, headers={"x-api-key": KEY})
+    assert r.status_code == 200 and r.json()["stored"] == 1
+    too_many = {"events": [body["events"][0]] * 1001}
+    r = service.post("/events", json=too_many, headers={"x-api-key": KEY})
+    assert r.status_code == 400 and "events" in r.text
+
+
+def test_events_change_the_next_answer(service) -> None:  # type: ignore[no-untyped-def]
+    bundle = service.bundle
+    trousers = bundle.catalogue.filter(pl.col("category") == "trousers")["item_id"][0]
+    cid = "brand-new-customer-1"
+    before = service.post("/recommend", json={"customer_id": cid, "n": 6, "placement": "cart"}).json()["items"]
+    r = service.post("/events", headers={"x-api-key": KEY},
+                     json={"events": [{"customer_id": cid, "item_id": trousers, "event": "cart"}]})
+    assert r.json()["carts"] == 1
+    after = service.post("/recommend", json={"customer_id": cid, "n": 6, "placement": "cart"}).json()["items"]
+    assert [i["item_id"] for i in after] != [i["item_id"] for i in before]
+    assert trousers not in [i["item_id"] for i in after]  # the cart item itself is not recommended
+    assert {"belts", "shoes"} & {i["category"] for i in after}
+    # a purchase folds in without retraining: the bought item is excluded from "for you"
+    service.post("/events", headers={"x-api-key": KEY},
+                 json={"events": [{"customer_id": cid, "item_id": trousers, "event": "purchase", "price": 50}]})
+    fy = service.post("/recommend", json={"customer_id": cid, "n": 8}).json()["items"]
+    assert trousers not in [i["item_id"] for i in fy]
+    assert {"belts", "shoes"} & {i["category"] for i in fy}
+
+
+def test_model_swap_under_concurrent_requests(service) -> None:  # type: ignore[no-untyped-def]
+    reg = Registry()
+    source = Registry().get(service.tag).path
+    tag2 = reg.save(lambda p: [shutil.copytree(source, p, dirs_exist_ok=True)],  # type: ignore[func-returns-value]
+                    metadata={"headline": {"all.map": 0.2}}, version="svc-v2")
+    results: list[tuple[int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer(i: int) -> None:
+        while not stop.is_set():
+            r = service.post("/recommend", json={"customer_id": f"C{(i * 37) % 2000 + 1:06d}", "n": 5})
+            results.append((r.status_code, r.json().get("model_version") if r.status_code == 200 else None))
+
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    reg.promote(tag2, metric="all.map")
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(v == tag2 for _, v in results[-20:]):
+        time.sleep(0.2)
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    codes = [c for c, _ in results]
+    versions = {v for _, v in results}
+    assert codes and all(c == 200 for c in codes), sorted(set(codes))
+    assert versions == {service.tag, tag2}
+    # after the swap, nothing answers from the old version any more
+    last = [v for _, v in results[-8:]]
+    assert set(last) == {tag2}
+    reg.promote(service.tag, metric="all.map", force=True)  # restore for other tests
+    deadline = time.time() + 30
+    while time.time() < deadline and service.get("/status").json()["model_version"] != service.tag:
+        time.sleep(0.2)
+
+
+def test_corrupt_bundle_is_refused_and_old_one_keeps_serving(service) -> None:  # type: ignore[no-untyped-def]
+    reg = Registry()
+    bad = reg.save(lambda p: (p / "manifest.json").write_text("{not json"), metadata={"headline": {"all.map": 1.0}},
+                   version="svc-corrupt")
+    reg.promote(bad, metric="all.map")
+    time.sleep(1.0)
+    status = service.get("/status").json()
+    assert status["model_version"] == service.tag and "svc-corrupt" in status["last_error"]
+    assert service.post("/recommend", json={"n": 3}).status_code == 200
+    reg.rollback()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+fields = st.fixed_dictionaries({}, optional={
+    "customer_id": st.one_of(st.text(max_size=70), st.from_regex(r"C0000[0-9]{2}", fullmatch=True), json_values),
+    "context_item_ids": st.one_of(st.lists(st.from_regex(r"I00[0-9]{3}", fullmatch=True), max_size=4), json_values),
+    "placement": st.one_of(st.sampled_from(["product_page", "cart", "home", "for_you", "email", "x"]), json_values),
+    "n": st.one_of(st.integers(-5, 120), json_values),
+    "filters": st.one_of(st.fixed_dictionaries({}, optional={
+        "categories": st.lists(st.sampled_from(["belts", "shoes", "nope"]), max_size=3),
+        "price_min": st.floats(-1, 300), "price_max": st.floats(-1, 300),
+        "exclude_item_ids": st.lists(st.from_regex(r"I00[0-9]{3}", fullmatch=True), max_size=3)}), json_values),
+    "explain": json_values,
+    "item_ids": st.one_of(st.lists(st.from_regex(r"I00[0-9]{3}", fullmatch=True), max_size=5), json_values),
+    "item_id": st.one_of(st.from_regex(r"I00[0-9]{3}", fullmatch=True), json_values),
+    "category": json_values,
+})
+
+
+routes = st.sampled_from(["/recommend", "/complements", "/similar", "/popular", "/events"])
+bodies = st.one_of(fields, json_values)
+
+
+def _never_5xx(service, route: str, body: object) -> None:  # type: ignore[no-untyped-def]
+    r = service.post(route, json=body, headers={"x-api-key": KEY} if route == "/events" else {})
+    assert r.status_code < 500, (route, body, r.text)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(route=routes, body=bodies)
+def test_fuzz_never_5xx(service, route: str, body: object) -> None:  # type: ignore[no-untyped-def]
+    _never_5xx(service, route, body)
+
+
+@pytest.mark.slow
+@settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(route=routes, body=bodies)
+def test_fuzz_never_5xx_long(service, route: str, body: object) -> None:  # type: ignore[no-untyped-def]
+    _never_5xx(service, route, body)
