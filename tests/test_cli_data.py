@@ -45,8 +45,9 @@ def test_unknown_dataset_name_lists_known() -> None:
     assert result.exit_code == 2 and "completejourney" in result.output
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path)])
+def test_demo_trains_and_promotes(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--no-serve"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "shop.sqlite").exists()
-    assert "loaded and validated" in result.output and "trousers" in result.output or "categories" in result.output
+    assert "loaded and validated" in result.output and "trained in" in result.output
+    assert "baseline:buy_again_then_popular" in result.output

@@ -1,0 +1,638 @@
+"""Item co-purchase: "bought with" complements mined from baskets.
+
+Why a generator of its own: collaborative filtering learns *taste* (customers like yours bought X),
+which mostly proposes substitutes of what a customer already owns; cross-sell needs *complements* —
+the belt that goes with the trousers in the cart.  Those show up as items bought in the same order
+(or shortly after), so they are counted directly on the order × item incidence matrix ``X``:
+``X.T @ X`` gives every pair's co-occurrence count in one sparse product (a few seconds on 155k
+grocery baskets).  Raw counts favour bestsellers (everyone buys milk with everything), confidence
+alone too; lift corrects for popularity but explodes on pairs seen once or twice, so it is shrunk
+toward 1 with pseudo-counts, and pairs below ``min_support`` baskets are dropped.
+
+Scores are *added probability*: ``(support − expected) / (baskets with i + shrinkage)``, i.e. how much
+buying ``i`` raises the chance of buying ``j`` over its base rate, shrunk toward 0 for rarely seen
+items.  It is zero for independent pairs, grows with both association strength and evidence, and
+sums meaningfully over a cart (see ``complements``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.dataset import Dataset
+from recsys.exceptions import UnknownIdError
+from recsys.idmap import IdMap
+from recsys.models.base import OnUnknown, Recommendations, Recommender, check_param, top_n
+
+__all__ = ["CoPurchase"]
+
+_DAY = 86_400.0
+_US = 1_000_000
+_BLOCK_CELLS = 2_000_000
+
+
+# ------------------------------------------------------------------------------ shared helpers
+def purchases_of(interactions: pl.DataFrame) -> pl.DataFrame:
+    """Purchase rows with the columns these models need (``order_id`` null when absent)."""
+    frame = (
+        interactions.filter(pl.col("event") == "purchase")
+        if "event" in interactions.columns
+        else interactions
+    )
+    order = pl.col("order_id").cast(pl.String) if "order_id" in frame.columns else pl.lit(None, pl.String)
+    return frame.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("item_id").cast(pl.String),
+        pl.col("ts").cast(pl.Datetime("us")),
+        order.alias("order_id"),
+    )
+
+
+def with_basket_key(purchases: pl.DataFrame) -> pl.DataFrame:
+    """Add ``basket_key``: the order id, or the calendar day when the order id is null.
+
+    Why the fallback: sources without order ids still have shopping trips; one customer's purchases
+    on one day are the closest stand-in for an order.  Keys are only unique per customer.
+    """
+    day_key = pl.lit("\x00day:") + pl.col("ts").dt.date().cast(pl.String)
+    return purchases.with_columns(basket_key=pl.coalesce(pl.col("order_id"), day_key))
+
+
+def number_baskets(
+    purchases: pl.DataFrame, customers: IdMap, items: IdMap
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Number the baskets of ``purchases`` 0..B-1 in (customer row, time, basket key) order.
+
+    Returns per purchase line its basket and item index (-1 for unknown items), and per basket its
+    customer row, first timestamp (epoch seconds) and ordinal within the customer (0 = oldest).
+    Grouping runs on integer codes (customer row, hash of the basket key): string group-bys are
+    the slow part of fitting on 1.5M lines.
+    """
+    p = with_basket_key(purchases)
+    frame = pl.DataFrame(
+        {
+            "c": index_of(p["customer_id"], customers),
+            "h": p["basket_key"].hash(seed=0),
+            "key": p["basket_key"],
+            "ts": p["ts"].dt.epoch("us"),
+        }
+    )
+    baskets = (
+        frame.group_by("c", "h")
+        .agg(pl.col("ts").min(), pl.col("key").first())
+        .sort("c", "ts", "key")
+        .with_row_index("b")
+    )
+    line_basket = (
+        frame.select("c", "h")
+        .join(baskets.select("c", "h", "b"), on=["c", "h"], how="left", maintain_order="left")["b"]
+        .to_numpy()
+        .astype(np.int64)
+    )
+    basket_cust = baskets["c"].to_numpy().astype(np.int64)
+    first = np.searchsorted(basket_cust, basket_cust, side="left")
+    ordinal = np.arange(len(basket_cust), dtype=np.int64) - first
+    return line_basket, index_of(p["item_id"], items), basket_cust, baskets["ts"].to_numpy() / _US, ordinal
+
+
+def sorted_ids(*columns: pl.Series) -> IdMap:
+    """Sorted unique ids of several string columns (``IdMap.from_values`` without a Python set)."""
+    values = pl.concat([c.cast(pl.String) for c in columns]).drop_nulls().unique().sort()
+    return IdMap(np.array(values.to_list(), dtype=object))
+
+
+def index_of(values: pl.Series, ids: IdMap) -> np.ndarray:
+    """Vectorised ``IdMap.index`` through a join (the dict lookup is a Python loop)."""
+    if values.len() == 0:
+        return np.zeros(0, dtype=np.int64)
+    lookup = pl.DataFrame(
+        {
+            "key": pl.Series(ids.ids.astype(str).tolist(), dtype=pl.String),
+            "idx": np.arange(len(ids), dtype=np.int64),
+        }
+    )
+    joined = pl.DataFrame({"key": values.cast(pl.String)}).join(
+        lookup, on="key", how="left", maintain_order="left"
+    )
+    return joined["idx"].fill_null(-1).to_numpy().astype(np.int64)
+
+
+def epoch_seconds(ts: pl.Series) -> np.ndarray:
+    """Datetimes as float64 seconds since 1970 (the form learned state is stored in)."""
+    return ts.cast(pl.Datetime("us")).dt.epoch("us").to_numpy().astype(np.float64) / _US
+
+
+def to_datetime(seconds: np.ndarray) -> pl.Series:
+    """Inverse of ``epoch_seconds``."""
+    return pl.from_epoch(pl.Series(np.round(np.asarray(seconds) * _US).astype(np.int64)), time_unit="us")
+
+
+def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the CSR entries of ``rows`` (``-1`` = no row) and the local row of each."""
+    rows = np.asarray(rows, dtype=np.int64)
+    valid = rows >= 0
+    starts = np.zeros(len(rows), dtype=np.int64)
+    lens = np.zeros(len(rows), dtype=np.int64)
+    starts[valid] = indptr[rows[valid]]
+    lens[valid] = indptr[rows[valid] + 1] - starts[valid]
+    local = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
+    offsets = np.arange(lens.sum(), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    return local, np.repeat(starts, lens) + offsets
+
+
+def sparse_top_n(
+    local: np.ndarray, cols: np.ndarray, scores: np.ndarray, n_rows: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top ``n`` of sparse candidates given as (row, col, score) triples, -1/-inf padded.
+
+    Ties are broken by column index so results are deterministic (like ``base.top_n``).
+    """
+    out_idx = np.full((n_rows, n), -1, dtype=np.int64)
+    out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
+    keep = np.isfinite(scores)
+    local, cols, scores = local[keep], cols[keep], scores[keep]
+    if len(local) == 0:
+        return out_idx, out_scores
+    order = np.lexsort((cols, -scores, local))
+    local, cols, scores = local[order], cols[order], scores[order]
+    starts = np.searchsorted(local, np.arange(n_rows))
+    rank = np.arange(len(local)) - starts[local]
+    sel = rank < n
+    out_idx[local[sel], rank[sel]] = cols[sel]
+    out_scores[local[sel], rank[sel]] = scores[sel]
+    return out_idx, out_scores
+
+
+def csr_from_coo(rows: np.ndarray, n_rows: int) -> np.ndarray:
+    """``indptr`` for entries already sorted by ``rows``."""
+    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
+
+
+def resolve_rows(
+    model: Recommender, customer_ids: str | Sequence[str] | np.ndarray, on_unknown: OnUnknown
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, rows) exactly as ``Recommender.recommend`` resolves them, raising for unknowns."""
+    scalar = isinstance(customer_ids, str)
+    ids = np.array([customer_ids] if scalar else list(customer_ids), dtype=object)
+    rows = model._customer_rows(ids)
+    unknown = rows < 0
+    if unknown.any() and on_unknown == "raise":
+        raise UnknownIdError(
+            f"{type(model).__name__}: {int(unknown.sum())} unknown customer id(s), e.g. {ids[unknown][0]!r}; "
+            "pass on_unknown='empty' to get empty rows instead"
+        )
+    return ids, rows
+
+
+# ---------------------------------------------------------------------------------- the model
+class CoPurchase(Recommender):
+    """Items bought together (same order, or within ``window_days`` after), as "bought with" complements.
+
+    Parameters
+    ----------
+    window_days
+        0 counts only items in the same order (or, without order ids, the same customer-day).
+        ``> 0`` also counts items the same customer bought up to ``window_days`` later; the relation
+        is then directional (``i`` → ``j`` means ``j`` was bought with or after ``i``).
+    min_support
+        Minimum number of baskets in which a pair occurs for it to be kept.
+    shrinkage
+        Pseudo-count pulling lift toward 1 and the score toward 0 for pairs with little evidence.
+    max_neighbours
+        Neighbours kept per item (best scores first).
+    half_life_days
+        How ``recommend`` weighs a customer's history.  ``None``: by order recency — an item last
+        bought in the customer's k-th most recent order weighs ``1 / k``.  A float: an item last
+        bought ``d`` days before the customer's latest purchase weighs ``0.5 ** (d / half_life_days)``.
+
+    Notes
+    -----
+    ``partial_fit`` folds new purchases into customers' histories (the neighbour table stays as
+    trained); it assumes the new events are more recent than what the model has seen.
+    """
+
+    reason = "bought_with"
+
+    def __init__(
+        self,
+        *,
+        window_days: float = 0.0,
+        min_support: int = 3,
+        shrinkage: float = 10.0,
+        max_neighbours: int = 50,
+        half_life_days: float | None = None,
+    ) -> None:
+        self.window_days = window_days
+        self.min_support = min_support
+        self.shrinkage = shrinkage
+        self.max_neighbours = max_neighbours
+        self.half_life_days = half_life_days
+
+    def _validate_params(self) -> None:
+        check_param(
+            self,
+            "window_days",
+            self.window_days,
+            "a float in [0, inf)",
+            isinstance(self.window_days, (int, float)) and self.window_days >= 0,
+        )
+        check_param(
+            self,
+            "min_support",
+            self.min_support,
+            "an int in [1, inf)",
+            isinstance(self.min_support, (int, np.integer)) and self.min_support >= 1,
+        )
+        check_param(
+            self,
+            "shrinkage",
+            self.shrinkage,
+            "a float in [0, inf)",
+            isinstance(self.shrinkage, (int, float)) and self.shrinkage >= 0,
+        )
+        check_param(
+            self,
+            "max_neighbours",
+            self.max_neighbours,
+            "an int in [1, inf)",
+            isinstance(self.max_neighbours, (int, np.integer)) and self.max_neighbours >= 1,
+        )
+        hl = self.half_life_days
+        check_param(
+            self,
+            "half_life_days",
+            hl,
+            "a float in (0, inf) or None",
+            hl is None or (isinstance(hl, (int, float)) and hl > 0),
+        )
+
+    # ------------------------------------------------------------------------------------ fit
+    def _fit(self, data: Dataset) -> None:
+        p = purchases_of(data.interactions)
+        self.item_ids_ = sorted_ids(data.items["item_id"], p["item_id"])
+        self.customer_ids_ = sorted_ids(p["customer_id"])
+        b, item, basket_cust, basket_sec, ordinal = number_baskets(p, self.customer_ids_, self.item_ids_)
+        n_items, n_baskets = len(self.item_ids_), len(basket_cust)
+        ok = item >= 0
+        x = sp.csr_matrix((np.ones(int(ok.sum()), np.float32), (b[ok], item[ok])), shape=(n_baskets, n_items))
+        x.sum_duplicates()
+        x.data[:] = 1.0
+        w = x if self.window_days == 0 else self._window_incidence(x, basket_cust, basket_sec)
+        self.n_baskets_total_ = n_baskets
+        self._neighbours(x, w, n_baskets)
+        n_cust = len(self.customer_ids_)
+        self._set_history(basket_cust[b[ok]], item[ok], basket_sec[b[ok]], ordinal[b[ok]])
+        self.n_orders_ = np.bincount(basket_cust, minlength=n_cust).astype(np.int64)
+        self.cust_last_ts_ = np.full(n_cust, -np.inf)
+        np.maximum.at(self.cust_last_ts_, basket_cust, basket_sec)
+        self.reference_time_: datetime = p["ts"].max() if p.height else datetime(1970, 1, 1)  # type: ignore[assignment]
+
+    def _window_incidence(self, x: sp.csr_matrix, cust: np.ndarray, sec: np.ndarray) -> sp.csr_matrix:
+        """Basket × item: items the same customer bought in this basket or up to ``window_days`` later."""
+        if len(sec) == 0:
+            return x
+        t = np.round(sec - sec.min()).astype(np.int64)
+        window = round(self.window_days * _DAY)
+        key = cust * (int(t.max()) + window + 1) + t  # baskets are sorted by (customer, ts): key is sorted
+        starts = np.searchsorted(key, key, side="left")
+        ends = np.searchsorted(key, key + window, side="right")
+        lens = ends - starts
+        rows = np.repeat(np.arange(len(key)), lens)
+        cols = np.repeat(starts, lens) + np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        a = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(key), len(key)))
+        w = (a @ x).tocsr()
+        w.data[:] = 1.0
+        return w
+
+    def _neighbours(self, x: sp.csr_matrix, w: sp.csr_matrix, n_baskets: int) -> None:
+        """Support, confidence, shrunk lift and score of every kept pair, as CSR arrays."""
+        n_items = x.shape[1]
+        item_baskets = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
+        window_baskets = np.asarray(w.sum(axis=0)).ravel().astype(np.float64)
+        base_rate = window_baskets / max(n_baskets, 1)
+        # Items in fewer than min_support baskets (windows) cannot reach min_support with anything:
+        # dropping their columns first shrinks the product a lot on long-tailed catalogues.
+        (kept_i,) = np.nonzero(item_baskets >= self.min_support)
+        (kept_j,) = np.nonzero(window_baskets >= self.min_support)
+        co = (x[:, kept_i].T.tocsr() @ w[:, kept_j]).tocsr()
+        co.data[co.data < self.min_support] = 0
+        co.eliminate_zeros()
+        co = co.tocoo()
+        i, j = kept_i[co.row], kept_j[co.col]
+        support = co.data.astype(np.float64)
+        expected = item_baskets[i] * base_rate[j]
+        keep = (i != j) & (support > expected)
+        i, j, support, expected = i[keep], j[keep], support[keep], expected[keep]
+        s = float(self.shrinkage)
+        confidence = support / item_baskets[i]
+        lift = (support + s) / (expected + s) if s > 0 else support / expected
+        score = (support - expected) / (item_baskets[i] + s)
+        order = np.lexsort((j, -score, i))
+        i, j = i[order], j[order]
+        support, confidence, lift, score = support[order], confidence[order], lift[order], score[order]
+        starts = np.searchsorted(i, np.arange(n_items))
+        rank = np.arange(len(i)) - starts[i] if len(i) else np.zeros(0, np.int64)
+        sel = rank < self.max_neighbours
+        self.item_baskets_ = item_baskets.astype(np.float32)
+        self.nb_indptr_ = csr_from_coo(i[sel], n_items)
+        self.nb_indices_ = j[sel].astype(np.int32)
+        self.nb_score_ = score[sel].astype(np.float32)
+        self.nb_support_ = support[sel].astype(np.int32)
+        self.nb_confidence_ = confidence[sel].astype(np.float32)
+        self.nb_lift_ = lift[sel].astype(np.float32)
+        self._build_matrix()
+
+    def _build_matrix(self) -> None:
+        n = len(self.item_ids_)
+        self.nb_ = sp.csr_matrix((self.nb_score_, self.nb_indices_, self.nb_indptr_), shape=(n, n))
+
+    def _set_history(self, c: np.ndarray, i: np.ndarray, ts: np.ndarray, ordinal: np.ndarray) -> None:
+        """Reduce purchase rows to one entry per customer × item (latest time and order ordinal)."""
+        n_items = max(len(self.item_ids_), 1)
+        key = c.astype(np.int64) * n_items + i.astype(np.int64)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+        if len(key):
+            ts = np.maximum.reduceat(ts[order], starts)
+            ordinal = np.maximum.reduceat(ordinal[order], starts)
+        first = key[starts]
+        self.hist_indptr_ = csr_from_coo(first // n_items, len(self.customer_ids_))
+        self.hist_items_ = (first % n_items).astype(np.int32)
+        self.hist_ts_ = np.asarray(ts, dtype=np.float64)
+        self.hist_ord_ = np.asarray(ordinal, dtype=np.int64)
+
+    # ---------------------------------------------------------------------------------- query
+    def _history_weights(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(local row, item, weight, position) of the histories of ``rows``: recent orders count most."""
+        local, pos = gather_rows(self.hist_indptr_, rows)
+        cust = rows[local]
+        if self.half_life_days is None:
+            k = self.n_orders_[cust] - self.hist_ord_[pos]  # 1 = the latest order
+            w = 1.0 / np.maximum(k, 1)
+        else:
+            age = (self.cust_last_ts_[cust] - self.hist_ts_[pos]) / _DAY
+            w = np.power(0.5, np.clip(age, 0, None) / self.half_life_days)
+        return local, self.hist_items_[pos].astype(np.int64), w, pos
+
+    def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Recency-weighted sum of the neighbour rows of each customer's history.
+
+        Scored in dense blocks of customers (≈ 2M cells each): ``top_n``'s partial sort on a dense
+        block is several times faster than sorting the sparse candidates of a large batch.
+        """
+        n_items = len(self.item_ids_)
+        local, items, w, _ = self._history_weights(rows)
+        h = sp.csr_matrix((w.astype(np.float32), (local, items)), shape=(len(rows), n_items))
+        k = min(n, n_items)
+        out_idx = np.full((len(rows), k), -1, dtype=np.int64)
+        out_scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
+        step = max(1, _BLOCK_CELLS // max(n_items, 1))
+        for lo in range(0, len(rows), step):
+            sub = h[lo : lo + step]
+            if sub.nnz == 0:
+                continue
+            block = (sub @ self.nb_).toarray()
+            block[block <= 0] = -np.inf
+            if exclude_bought:
+                bought = sub.tocoo()
+                block[bought.row, bought.col] = -np.inf
+            out_idx[lo : lo + step], out_scores[lo : lo + step] = top_n(block, k)
+        out_idx[~np.isfinite(out_scores)] = -1
+        return out_idx, out_scores
+
+    def complements(
+        self,
+        item_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        exclude: Sequence[str] | None = None,
+        on_unknown: OnUnknown = "empty",
+    ) -> Recommendations:
+        """Top ``n`` items bought with a cart, as 1-d ``(ids, scores)``.
+
+        Parameters
+        ----------
+        item_ids
+            One item id, or a list of item ids forming **one cart** (not a batch: the neighbours of
+            every cart item are summed).  Either way the result is 1-d, padded with ``""``/``-inf``.
+        n
+            Number of items returned.
+        exclude
+            Further item ids never to return; the cart items themselves are always excluded.
+        on_unknown
+            ``"empty"`` ignores item ids the model has never seen (a cart of only unknown items
+            gives an all-padding row); ``"raise"`` raises ``UnknownIdError`` naming the first one.
+        """
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        check_param(
+            self, "on_unknown", on_unknown, "one of 'empty', 'raise'", on_unknown in ("empty", "raise")
+        )
+        cart_ids = [item_ids] if isinstance(item_ids, str) else [str(v) for v in item_ids]
+        cart = self.item_ids_.index(cart_ids)
+        if on_unknown == "raise" and (cart < 0).any():
+            bad = cart_ids[int(np.flatnonzero(cart < 0)[0])]
+            raise UnknownIdError(f"{type(self).__name__}: unknown item id {bad!r} in the cart")
+        cart = np.unique(cart[cart >= 0])
+        scores = np.asarray(self.nb_[cart].sum(axis=0), dtype=np.float64).ravel().astype(np.float32)
+        scores[scores <= 0] = -np.inf
+        scores[cart] = -np.inf
+        if exclude:
+            ex = self.item_ids_.index([str(v) for v in exclude])
+            scores[ex[ex >= 0]] = -np.inf
+        idx, vals = top_n(scores[None, :], n)
+        ids, out = self._to_ids(idx, vals, n)
+        return Recommendations(ids[0], out[0])
+
+    def neighbours_frame(self, item_id: str) -> pl.DataFrame:
+        """The kept neighbours of ``item_id``, best first, with the statistics behind the score.
+
+        Columns: ``item_id``, ``neighbour_id``, ``support`` (baskets with both), ``confidence``
+        (P(neighbour | item)), ``lift`` (shrunk toward 1), ``score``.
+        """
+        self._check_fitted()
+        i = self.item_ids_.get(str(item_id))
+        if i < 0:
+            raise UnknownIdError(f"{type(self).__name__}: unknown item id {item_id!r}")
+        sl = slice(int(self.nb_indptr_[i]), int(self.nb_indptr_[i + 1]))
+        nbr = self.nb_indices_[sl]
+        return pl.DataFrame(
+            {
+                "item_id": pl.Series([str(item_id)] * len(nbr), dtype=pl.String),
+                "neighbour_id": pl.Series(self.item_ids_.ids[nbr].astype(str).tolist(), dtype=pl.String),
+                "support": pl.Series(self.nb_support_[sl], dtype=pl.Int32),
+                "confidence": pl.Series(self.nb_confidence_[sl], dtype=pl.Float32),
+                "lift": pl.Series(self.nb_lift_[sl], dtype=pl.Float32),
+                "score": pl.Series(self.nb_score_[sl], dtype=pl.Float32),
+            }
+        )
+
+    def recommend_with_sources(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        exclude_bought: bool = False,
+        on_unknown: OnUnknown = "raise",
+    ) -> pl.DataFrame:
+        """``recommend`` as a long frame with the purchase that explains each item.
+
+        Columns: ``customer_id``, ``rank`` (1 = best), ``item_id``, ``score`` (as ``recommend``),
+        ``source_item_id`` (the past purchase contributing most to the score) and ``source_ts``
+        (when the customer last bought it) — "bought with X that you bought on DATE".  Padding
+        rows are omitted, so unknown customers (with ``on_unknown="empty"``) have no rows.
+        """
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        ids, rows = resolve_rows(self, customer_ids, on_unknown)
+        idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
+        b, rank = np.nonzero(idx >= 0)
+        rec_items = idx[b, rank]
+        src_item, src_ts = self._sources(rows, b, rec_items)
+        return pl.DataFrame(
+            {
+                "customer_id": pl.Series(ids[b].astype(str).tolist(), dtype=pl.String),
+                "rank": pl.Series(rank + 1, dtype=pl.Int32),
+                "item_id": pl.Series(self.item_ids_.ids[rec_items].astype(str).tolist(), dtype=pl.String),
+                "score": pl.Series(scores[b, rank], dtype=pl.Float32),
+                "source_item_id": pl.Series(
+                    self.item_ids_.ids[src_item].astype(str).tolist(), dtype=pl.String
+                ),
+                "source_ts": to_datetime(src_ts),
+            }
+        )
+
+    def _sources(self, rows: np.ndarray, b: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each recommended (local row ``b``, item): the history item with the largest contribution."""
+        src_item = np.zeros(len(b), dtype=np.int64)
+        src_ts = np.zeros(len(b), dtype=np.float64)
+        if len(b) == 0:
+            return src_item, src_ts
+        n_items = len(self.item_ids_)
+        # Expand history × neighbours (≤ max_neighbours per history item), keep the wanted pairs.
+        local, hist_items, w, pos = self._history_weights(rows)
+        exp_local, exp_pos = gather_rows(self.nb_indptr_, hist_items)
+        exp_b = local[exp_local]
+        exp_j = self.nb_indices_[exp_pos].astype(np.int64)
+        wanted = pl.DataFrame({"key": b * n_items + items, "k": np.arange(len(b))})
+        best = (
+            pl.DataFrame(
+                {
+                    "key": exp_b * n_items + exp_j,
+                    "i": hist_items[exp_local],
+                    "ts": self.hist_ts_[pos][exp_local],
+                    "contrib": w[exp_local] * self.nb_score_[exp_pos].astype(np.float64),
+                }
+            )
+            .join(wanted, on="key")
+            .sort(["k", "contrib", "i"], descending=[False, True, False])
+            .group_by("k", maintain_order=True)
+            .first()
+        )
+        k = best["k"].to_numpy()
+        src_item[k] = best["i"].to_numpy()
+        src_ts[k] = best["ts"].to_numpy()
+        return src_item, src_ts
+
+    # ------------------------------------------------------------------------------- fold-in
+    def partial_fit(self, interactions: pl.DataFrame) -> CoPurchase:
+        """Fold new purchases into customers' histories (the neighbour table stays as trained).
+
+        New customers are added; items the model has never seen are ignored (they have no
+        neighbours).  Each new order becomes the customer's most recent one.
+        """
+        self._check_fitted()
+        p = purchases_of(interactions)
+        if p.height == 0:
+            return self
+        self.customer_ids_ = self.customer_ids_.extend(p["customer_id"].unique().sort().to_list())
+        n_cust = len(self.customer_ids_)
+        grow = n_cust - len(self.n_orders_)
+        self.hist_indptr_ = np.concatenate([self.hist_indptr_, np.full(grow, self.hist_indptr_[-1])])
+        self.n_orders_ = np.concatenate([self.n_orders_, np.zeros(grow, np.int64)])
+        self.cust_last_ts_ = np.concatenate([self.cust_last_ts_, np.full(grow, -np.inf)])
+        b, item, basket_cust, basket_sec, ordinal = number_baskets(p, self.customer_ids_, self.item_ids_)
+        ordinal = ordinal + self.n_orders_[basket_cust]  # new orders come after the known ones
+        ok = item >= 0
+        old_c = np.repeat(np.arange(n_cust, dtype=np.int64), np.diff(self.hist_indptr_))
+        self._set_history(
+            np.concatenate([old_c, basket_cust[b[ok]]]),
+            np.concatenate([self.hist_items_.astype(np.int64), item[ok]]),
+            np.concatenate([self.hist_ts_, basket_sec[b[ok]]]),
+            np.concatenate([self.hist_ord_, ordinal[b[ok]]]),
+        )
+        self.n_orders_ += np.bincount(basket_cust, minlength=n_cust)
+        np.maximum.at(self.cust_last_ts_, basket_cust, basket_sec)
+        return self
+
+    def forget(self, customer_ids: Sequence[str]) -> CoPurchase:
+        """Erase customers' histories (their past baskets stay in the aggregate pair counts)."""
+        self._check_fitted()
+        rows = self.customer_ids_.index([str(c) for c in customer_ids])
+        drop = np.zeros(len(self.customer_ids_), dtype=bool)
+        drop[rows[rows >= 0]] = True
+        counts = np.diff(self.hist_indptr_)
+        keep_entry = np.repeat(~drop, counts)
+        self.customer_ids_ = IdMap(self.customer_ids_.ids[~drop])
+        self.hist_indptr_ = np.concatenate([[0], np.cumsum(counts[~drop])]).astype(np.int64)
+        self.hist_items_ = self.hist_items_[keep_entry]
+        self.hist_ts_ = self.hist_ts_[keep_entry]
+        self.hist_ord_ = self.hist_ord_[keep_entry]
+        self.n_orders_ = self.n_orders_[~drop]
+        self.cust_last_ts_ = self.cust_last_ts_[~drop]
+        return self
+
+    # --------------------------------------------------------------------------- persistence
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {
+            "item_ids": self.item_ids_.to_numpy(),
+            "customer_ids": self.customer_ids_.to_numpy(),
+            "item_baskets": self.item_baskets_,
+            "nb_indptr": self.nb_indptr_,
+            "nb_indices": self.nb_indices_,
+            "nb_score": self.nb_score_,
+            "nb_support": self.nb_support_,
+            "nb_confidence": self.nb_confidence_,
+            "nb_lift": self.nb_lift_,
+            "hist_indptr": self.hist_indptr_,
+            "hist_items": self.hist_items_,
+            "hist_ts": self.hist_ts_,
+            "hist_ord": self.hist_ord_,
+            "n_orders": self.n_orders_,
+            "cust_last_ts": self.cust_last_ts_,
+        }
+        meta = {
+            "reference_time": self.reference_time_.isoformat(),
+            "n_baskets_total": int(self.n_baskets_total_),
+        }
+        return arrays, meta
+
+    def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+        self.item_ids_ = IdMap(arrays["item_ids"])
+        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        for name in (
+            "item_baskets",
+            "nb_indptr",
+            "nb_indices",
+            "nb_score",
+            "nb_support",
+            "nb_confidence",
+            "nb_lift",
+            "hist_indptr",
+            "hist_items",
+            "hist_ts",
+            "hist_ord",
+            "n_orders",
+            "cust_last_ts",
+        ):
+            setattr(self, f"{name}_", arrays[name])
+        self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
+        self.n_baskets_total_ = int(meta["n_baskets_total"])
+        self._build_matrix()
