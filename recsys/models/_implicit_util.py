@@ -1,0 +1,131 @@
+"""Helpers shared by the ``implicit``-backed generators (``recsys.models.implicit_cf``).
+
+Why a separate module: the three generators (ALS, BPR, ItemKNN) share the same plumbing — BLAS
+thread scoping, row-level BM25 weighting that stays consistent between ``fit`` and fold-in, the
+mapping of implicit's padding onto ours, sparse row-wise top-n and CSR ↔ npz round trips — and
+keeping it here leaves ``implicit_cf.py`` about modelling choices only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "bm25_item_norm",
+    "bm25_rows",
+    "csr_arrays",
+    "csr_from_arrays",
+    "from_implicit",
+    "purchases_only",
+    "single_blas",
+    "sparse_top_n",
+]
+
+#: implicit marks filtered / missing candidates with ``-FLT_MAX``; anything at or below half of it
+#: is "nobody proposed this".
+_IMPLICIT_PAD = -np.finfo(np.float32).max / 2
+
+
+@contextmanager
+def single_blas() -> Iterator[None]:
+    """Scope OpenBLAS/MKL to one thread while implicit runs.
+
+    Why: implicit parallelises over users itself; a multi-threaded BLAS underneath oversubscribes
+    the cores (implicit measures up to 10× slow-downs) and ``implicit.utils.check_blas_config``
+    emits a ``RuntimeWarning`` the first time a model is constructed with BLAS threads > 1.  The
+    limit is scoped (STYLE habit 12) instead of setting ``OPENBLAS_NUM_THREADS`` globally.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def purchases_only(interactions: pl.DataFrame) -> pl.DataFrame:
+    """Purchase rows of an interactions frame (a frame without ``event`` is all purchases)."""
+    if "event" in interactions.columns:
+        return interactions.filter(pl.col("event") == "purchase")
+    return interactions
+
+
+def bm25_item_norm(counts: sp.csr_matrix, b: float) -> np.ndarray:
+    """Per-item BM25 length normalisation, as ``implicit.nearest_neighbours.bm25_weight`` computes
+    it on the item × customer matrix: ``(1 - b) + b * item_total / mean(item_total)``."""
+    totals = np.asarray(counts.sum(axis=0)).ravel().astype(np.float64)
+    mean = totals.mean() if totals.size and totals.mean() > 0 else 1.0
+    return (1.0 - b) + b * totals / mean
+
+
+def bm25_rows(counts: sp.csr_matrix, item_norm: np.ndarray, k1: float) -> sp.csr_matrix:
+    """BM25 weights of customer rows, identical to ``bm25_weight(counts.T, k1, b).T`` on the full
+    training matrix but computable for *one* row (fold-in) from the stored item normalisation.
+
+    The "document" is an item and the "term" a customer (implicit's convention), so the idf
+    down-weights customers who bought many distinct items and the length norm down-weights
+    bestsellers.  The idf only needs the row's own number of distinct items, which is what makes a
+    per-row recomputation exact.
+    """
+    counts = counts.tocsr()
+    n_items = counts.shape[1]
+    per_row = np.diff(counts.indptr)
+    idf = np.log(float(n_items)) - np.log1p(per_row.astype(np.float64))
+    rows = np.repeat(np.arange(counts.shape[0]), per_row)
+    x = counts.data.astype(np.float64)
+    data = x * (k1 + 1.0) / (k1 * item_norm[counts.indices] + x) * idf[rows]
+    return sp.csr_matrix((data, counts.indices.copy(), counts.indptr.copy()), shape=counts.shape)
+
+
+def from_implicit(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map implicit's ``(ids, scores)`` onto our padding: ``-1`` / ``-inf`` for entries implicit
+    filled with ``-FLT_MAX`` (filtered or exhausted candidates) or with a negative id."""
+    ids = np.atleast_2d(ids).astype(np.int64)
+    scores = np.atleast_2d(scores).astype(np.float32)
+    pad = (scores <= _IMPLICIT_PAD) | (ids < 0)
+    return np.where(pad, -1, ids), np.where(pad, -np.inf, scores).astype(np.float32)
+
+
+def sparse_top_n(scores: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top ``n`` of the *stored* entries of a CSR matrix (absent entries are not candidates).
+
+    Vectorised (one lexsort over all stored entries) so a batch of thousands of customers never
+    materialises a dense customers × catalogue array.  Ties break by column index, as in ``top_n``.
+    Returns ``(B, n)`` arrays padded with ``-1`` / ``-inf``.
+    """
+    scores = scores.tocsr()
+    b = scores.shape[0]
+    out_idx = np.full((b, n), -1, dtype=np.int64)
+    out_val = np.full((b, n), -np.inf, dtype=np.float32)
+    if scores.nnz == 0:
+        return out_idx, out_val
+    lengths = np.diff(scores.indptr)
+    rows = np.repeat(np.arange(b), lengths)
+    order = np.lexsort((scores.indices, -scores.data, rows))
+    rank = np.arange(scores.nnz) - scores.indptr[rows[order]]
+    keep = rank < n
+    sel = order[keep]
+    out_idx[rows[sel], rank[keep]] = scores.indices[sel]
+    out_val[rows[sel], rank[keep]] = scores.data[sel]
+    return out_idx, out_val
+
+
+def csr_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as plain arrays for ``np.savez`` (data only, no pickled scipy objects)."""
+    m = m.tocsr()
+    return {
+        f"{prefix}_data": m.data,
+        f"{prefix}_indices": m.indices,
+        f"{prefix}_indptr": m.indptr,
+        f"{prefix}_shape": np.asarray(m.shape, dtype=np.int64),
+    }
+
+
+def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
+    """Inverse of ``csr_arrays``."""
+    shape = tuple(int(v) for v in arrays[f"{prefix}_shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}_data"], arrays[f"{prefix}_indices"], arrays[f"{prefix}_indptr"]), shape=shape
+    )
