@@ -44,6 +44,8 @@ def demo(
     serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the service after training.")] = True,
     port: Annotated[int, typer.Option(help="Service port.")] = 3000,
     serve_seconds: Annotated[float | None, typer.Option(help="Stop serving after N seconds (default: Ctrl+C).")] = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training YAML.")] =
+        PROJECT_ROOT / "configs" / "train.yaml",
 ) -> None:
     """Synthetic shop → SQLite → validate → stats → train → promote → serve + a real request."""
     from recsys.config import load_train_config
@@ -64,7 +66,7 @@ def demo(
                f"{s['orders']:,} orders, {s['date_min']} → {s['date_max']}, repeat buyers {s['repeat_buyer_share']:.0%}")
     typer.echo("    top categories: " + ", ".join(f"{r['category']} ({r['lines']:,})" for r in s["top_categories"][:5]))
 
-    cfg = load_train_config(PROJECT_ROOT / "configs" / "train.yaml")
+    cfg = load_train_config(config)
     result = train(ds, cfg, progress=False)
     print_metrics(result.metrics.filter(~result.metrics["model"].str.starts_with("generator:")), cfg.k)
     registry = Registry()

@@ -125,7 +125,9 @@ def test_bundle_roundtrip_same_recommendations(trained, tmp_path: Path) -> None:
     assert loaded.manifest["data"]["sha256"] and loaded.manifest["versions"]["implicit"]
 
 
-def test_promotion_refuses_worse_accepts_better(tmp_path: Path) -> None:
+def test_promotion_refuses_worse_accepts_better(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a private promotion history: other tests (the service) promote versions in the shared test store
+    monkeypatch.setattr(Registry, "state_file", property(lambda self: tmp_path / "registry.json"))
     reg = Registry()
     write = lambda p: (p / "x").write_text("x")  # noqa: E731
     good = reg.save(write, metadata={"headline": {"all.map": 0.30}}, version="promo-good")
