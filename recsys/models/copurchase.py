@@ -227,12 +227,14 @@ class CoPurchase(Recommender):
         shrinkage: float = 10.0,
         max_neighbours: int = 50,
         half_life_days: float | None = None,
+        max_history_orders: int | None = 20,
     ) -> None:
         self.window_days = window_days
         self.min_support = min_support
         self.shrinkage = shrinkage
         self.max_neighbours = max_neighbours
         self.half_life_days = half_life_days
+        self.max_history_orders = max_history_orders
 
     def _validate_params(self) -> None:
         check_param(
@@ -373,8 +375,12 @@ class CoPurchase(Recommender):
         """(local row, item, weight, position) of the histories of ``rows``: recent orders count most."""
         local, pos = gather_rows(self.hist_indptr_, rows)
         cust = rows[local]
+        k = self.n_orders_[cust] - self.hist_ord_[pos]  # 1 = the latest order
+        if self.max_history_orders is not None:
+            # a grocery customer has 100+ orders; weights of old ones are tiny and they cost the most
+            recent = k <= self.max_history_orders
+            local, pos, cust, k = local[recent], pos[recent], cust[recent], k[recent]
         if self.half_life_days is None:
-            k = self.n_orders_[cust] - self.hist_ord_[pos]  # 1 = the latest order
             w = 1.0 / np.maximum(k, 1)
         else:
             age = (self.cust_last_ts_[cust] - self.hist_ts_[pos]) / _DAY

@@ -94,15 +94,38 @@ class Popularity(Recommender):
 
     # ----------------------------------------------------------------- query
     def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.broadcast_to(self.scores_, (len(rows), len(self.scores_))).copy()
-        scores[:, self.scores_ <= 0] = -np.inf
-        if exclude_bought:
-            known = rows >= 0
-            sub = self.bought_[rows[known]].tocoo()
-            block = scores[known]
-            block[sub.row, sub.col] = -np.inf
-            scores[known] = block
-        return top_n(scores, n)
+        """The same global list for everyone, minus each customer's bought items when asked.
+
+        Never materialises customers × catalogue: the global top ``n + longest history`` is enough,
+        since a customer can remove at most their own bought items from it.
+        """
+        b = len(rows)
+        extra = 0
+        if exclude_bought and b:
+            known = rows[rows >= 0]
+            extra = int(np.diff(self.bought_.indptr)[known].max()) if len(known) else 0
+        scores = np.where(self.scores_ > 0, self.scores_, -np.inf).astype(np.float32)
+        top_idx, top_val = top_n(scores[None, :], n + extra)
+        top_idx, top_val = top_idx[0], top_val[0]
+        finite = np.isfinite(top_val)
+        top_idx, top_val = top_idx[finite], top_val[finite]
+        out_idx = np.full((b, n), -1, dtype=np.int64)
+        out_val = np.full((b, n), -np.inf, dtype=np.float32)
+        if not exclude_bought:
+            k = min(n, len(top_idx))
+            out_idx[:, :k] = top_idx[:k]
+            out_val[:, :k] = top_val[:k]
+            return out_idx, out_val
+        indptr, indices = self.bought_.indptr, self.bought_.indices
+        for r, row in enumerate(rows):
+            if row >= 0:
+                keep = ~np.isin(top_idx, indices[indptr[row]:indptr[row + 1]])
+                idx, val = top_idx[keep][:n], top_val[keep][:n]
+            else:
+                idx, val = top_idx[:n], top_val[:n]
+            out_idx[r, :len(idx)] = idx
+            out_val[r, :len(val)] = val
+        return out_idx, out_val
 
     def popular(self, n: int = 10, *, category: str | None = None, trending: bool = False) -> Recommendations:
         """Top ``n`` items overall or in ``category`` (by decayed count, or by trend if ``trending``)."""
