@@ -10,6 +10,7 @@ training data and without unpickling code:
     stats_items.parquet      item statistics for ranker features
     stats_categories.parquet
     ranker.npz               the tree ensemble (absent for the untrained blend)
+    ranker_new.npz           the cross-sell ranker for new-to-customer lists
     generators/<name>/       each generator's own save()
     report/*.parquet         evaluation tables (metrics, segments, precision/recall curve)
 """
@@ -104,6 +105,8 @@ class Bundle:
         h.stats.categories_.write_parquet(folder / "stats_categories.parquet")
         if h.ranker is not None:
             np.savez(folder / "ranker.npz", **h.ranker.to_arrays())
+        if h.ranker_new is not None:
+            np.savez(folder / "ranker_new.npz", **h.ranker_new.to_arrays())
         if self.tables:
             (folder / "report").mkdir()
             for name, table in self.tables.items():
@@ -139,16 +142,20 @@ class Bundle:
                 pl.read_parquet(path / "stats_categories.parquet"),
                 datetime.fromisoformat(manifest["reference_time"]),
             )
-            ranker = None
-            if (path / "ranker.npz").exists():
-                with np.load(path / "ranker.npz", allow_pickle=False) as npz:
-                    ranker = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
+            ranker, ranker_new = (_load_trees(path / name) for name in ("ranker.npz", "ranker_new.npz"))
         except BundleError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure here means a corrupt bundle
             raise BundleError(f"{path}: corrupt bundle: {type(exc).__name__}: {exc}") from None
         hybrid = HybridRecommender(
-            generators, stats, history, candidates=manifest["candidates"], ranker=ranker
+            generators, stats, history, candidates=manifest["candidates"], ranker=ranker, ranker_new=ranker_new
         )
         tables = {f.stem: pl.read_parquet(f) for f in sorted((path / "report").glob("*.parquet"))}
         return cls(hybrid, catalogue, manifest, tables)
+
+
+def _load_trees(path: Path) -> TreeEnsemble | None:
+    if not path.exists():
+        return None
+    with np.load(path, allow_pickle=False) as npz:
+        return TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})

@@ -43,8 +43,8 @@ class GeneratorSpec(_Strict):
 
 class RankerSpec(_Strict):
     kind: Literal["gbdt", "rrf"] = "gbdt"
-    max_iter: int = Field(150, ge=1)
-    learning_rate: float = Field(0.08, gt=0)
+    max_iter: int = Field(80, ge=1)
+    learning_rate: float = Field(0.1, gt=0)
     max_leaf_nodes: int = Field(31, ge=2)
     negatives_per_positive: float | None = 30.0
     #: Cap on label-window customers used to train the ranker (time bound on big shops).
@@ -54,8 +54,9 @@ class RankerSpec(_Strict):
 class SplitSpec(_Strict):
     holdout_days: float | None = 14.0
     cutoff: date | None = None
-    #: The ranker trains on this window just before the test cut-off.
-    validation_days: float = Field(7.0, gt=0)
+    #: The ranker trains on this window just before the test cut-off (as long as the test window, so
+    #: the ranker learns the same task it is judged on).
+    validation_days: float = Field(14.0, gt=0)
 
     @model_validator(mode="after")
     def _one_cutoff(self) -> SplitSpec:

@@ -125,7 +125,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
     candidates = {name: spec.candidates for name, spec in cfg.enabled_generators().items()}
 
     # -- stage A: generators before the validation window, ranker trained on it ---------------
-    ranker = None
+    ranker = ranker_new = None
     ranker_info: dict[str, Any] = {"kind": cfg.ranker.kind}
     if cfg.ranker.kind == "gbdt":
         with timer("fit generators (A)"):
@@ -144,14 +144,15 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         ranker_info["validation_candidate_recall"] = round(candidate_recall(frame, split.validation.purchases), 4)
         ranker_info["candidates_per_customer"] = round(frame.height / max(1, len(val_customers)), 1)
         with timer("fit ranker"):
+            kw = dict(max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
+                      max_leaf_nodes=cfg.ranker.max_leaf_nodes,
+                      negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed)
             try:
-                ranker, info = fit_ranker(
-                    frame, labels, hybrid_a.features,
-                    max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
-                    max_leaf_nodes=cfg.ranker.max_leaf_nodes,
-                    negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed,
-                )
+                ranker, info = fit_ranker(frame, labels, hybrid_a.features, **kw)
                 ranker_info.update(info)
+                new = (frame["ci_count"] == 0).to_numpy()
+                ranker_new, info_new = fit_ranker(frame.filter(pl.Series(new)), labels[new], hybrid_a.features, **kw)
+                ranker_info["new_only"] = info_new
             except ValueError as exc:
                 log.warning("ranker not trained (%s); using the reciprocal-rank blend", exc)
                 ranker_info["error"] = str(exc)
@@ -167,7 +168,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         stats = ItemStats().fit(fit_data)
         history = PurchaseHistory(fit_data.interactions)
     hybrid = HybridRecommender(gens, stats, history, candidates={k: v for k, v in candidates.items() if k in gens},
-                               ranker=ranker)
+                               ranker=ranker, ranker_new=ranker_new)
 
     # -- evaluation on the test window ---------------------------------------------------------
     k = cfg.k
@@ -180,7 +181,11 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         now = hybrid.reference_time
         ranked = hybrid.rank(test_customers, now)
         lists["served"] = hybrid.finalize(ranked, test_customers, k, now=now, fallback=fallback)
-        lists["served_new_only"] = hybrid.finalize(ranked, test_customers, k, now=now, fallback=fallback,
+        ranked_new = ranked.filter(pl.col("ci_count") == 0)
+        ranked_new = ranked_new.with_columns(
+            pl.Series("score", hybrid.score(ranked_new, new_only=True), dtype=pl.Float32)
+        ).sort(["customer_id", "score", "item_id"], descending=[False, True, False])
+        lists["served_new_only"] = hybrid.finalize(ranked_new, test_customers, k, now=now, fallback=fallback,
                                                    exclude_bought=True)
     test_recall = candidate_recall(ranked, split.test.purchases)
     with timer("baselines"):

@@ -65,12 +65,17 @@ class HybridRecommender:
         *,
         candidates: Mapping[str, int],
         ranker: TreeEnsemble | None = None,
+        ranker_new: TreeEnsemble | None = None,
     ) -> None:
         self.generators = dict(generators)
         self.stats = stats
         self.history = history
         self.candidates = dict(candidates)
         self.ranker = ranker
+        #: The cross-sell ranker: trained only on candidates the customer never bought (labels = new
+        #: purchases), used when bought items are excluded.  Repeat signals dominate the main ranker;
+        #: this one learns what predicts a *first* purchase.
+        self.ranker_new = ranker_new
         self.features = feature_names(list(self.generators))
         self.reasons = {name: g.reason for name, g in self.generators.items()}
 
@@ -82,16 +87,20 @@ class HybridRecommender:
         hist = self.history.of_many(customer_ids).filter(pl.col("ts") < now)
         return build_features(wide, hist, self.stats, now)
 
-    def score(self, frame: pl.DataFrame) -> np.ndarray:
-        """Ranker score per row (higher = better)."""
-        if self.ranker is not None:
-            return self.ranker.predict(to_matrix(frame, self.features))
+    def score(self, frame: pl.DataFrame, *, new_only: bool = False) -> np.ndarray:
+        """Ranker score per row (higher = better); ``new_only`` uses the cross-sell ranker if present."""
+        ranker = self.ranker_new if new_only and self.ranker_new is not None else self.ranker
+        if ranker is not None:
+            return ranker.predict(to_matrix(frame, self.features))
         return rrf_scores(frame, list(self.generators))
 
-    def rank(self, customer_ids: Sequence[str], now: datetime) -> pl.DataFrame:
-        """Scored candidates sorted per customer (before business rules)."""
+    def rank(self, customer_ids: Sequence[str], now: datetime, *, new_only: bool = False) -> pl.DataFrame:
+        """Scored candidates sorted per customer (before business rules); ``new_only`` drops bought items
+        and scores with the cross-sell ranker."""
         frame = self.candidate_frame(customer_ids, now)
-        return frame.with_columns(pl.Series("score", self.score(frame), dtype=pl.Float32)).sort(
+        if new_only:
+            frame = frame.filter(pl.col("ci_count") == 0)
+        return frame.with_columns(pl.Series("score", self.score(frame, new_only=new_only), dtype=pl.Float32)).sort(
             ["customer_id", "score", "item_id"], descending=[False, True, False]
         )
 
@@ -111,7 +120,7 @@ class HybridRecommender:
         are returned (optionally without previously bought items), padded from popularity.
         """
         now = now or self.reference_time
-        ranked = self.rank(customer_ids, now)
+        ranked = self.rank(customer_ids, now, new_only=exclude_bought)
         return self.finalize(ranked, customer_ids, n, now=now, rules=rules, exclude_bought=exclude_bought,
                              fallback=fallback)
 
@@ -210,8 +219,8 @@ def fit_ranker(
     labels: np.ndarray,
     names: Sequence[str],
     *,
-    max_iter: int = 150,
-    learning_rate: float = 0.08,
+    max_iter: int = 80,
+    learning_rate: float = 0.1,
     max_leaf_nodes: int = 31,
     negatives_per_positive: float | None = 30.0,
     random_state: int = 0,
@@ -234,10 +243,15 @@ def fit_ranker(
         keep = (y == 1) | (rng.random(len(y)) < rate)
     if n_pos == 0 or n_pos == len(y):
         raise ValueError("ranker training needs both bought and not-bought candidates in the label window")
-    clf = HistGradientBoostingClassifier(
-        max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
-        early_stopping=False, random_state=random_state, l2_regularization=1.0,
-    ).fit(X[keep], y[keep])
+    from threadpoolctl import threadpool_limits
+
+    # One OpenMP thread: on a shared 2-core machine, OpenMP's spin-waiting under contention made the same
+    # fit take 2.5 s or 55 s; single-threaded it is predictable (and the rows are few).
+    with threadpool_limits(limits=1, user_api="openmp"):
+        clf = HistGradientBoostingClassifier(
+            max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+            early_stopping=False, random_state=random_state, l2_regularization=1.0,
+        ).fit(X[keep], y[keep])
     info = {
         "rows": int(keep.sum()), "positives": n_pos, "candidates": int(len(y)),
         "seconds": round(time.perf_counter() - t0, 2),
