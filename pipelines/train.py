@@ -33,6 +33,21 @@ def print_metrics(metrics: pl.DataFrame, k: int) -> None:
                    f"{fmt(row.get('category')):>9} {ratio:>12}")
 
 
+def _without_erased(ds, store: str | None):  # type: ignore[no-untyped-def]
+    """Drop customers erased in the store, even if the source data still has them; say how many."""
+    from recsys.privacy import drop_erased
+    from recsys.store import Store
+
+    if store is None:
+        default = PROJECT_ROOT / "data" / "state.db"
+        if not default.exists():
+            return ds
+        store = f"sqlite:///{default}"
+    ds, n = drop_erased(ds, Store(store).erased_hashes())
+    typer.echo(f"excluded {n} erased customer(s) recorded in the store", err=True)
+    return ds
+
+
 def train_cmd(
     config: Annotated[Path, typer.Option("--config", "-c", help="Training YAML.")] = DEFAULT_CONFIG,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset name or YAML path.")] = None,
@@ -44,6 +59,8 @@ def train_cmd(
     promote: Annotated[bool, typer.Option("--promote", help="Promote if not worse than the current one.")] = False,
     metrics_out: Annotated[Path | None, typer.Option("--metrics-out", help="Also write metrics JSON.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    store: Annotated[str | None, typer.Option(help="Store URI whose erasures training honours "
+                                               "(default: data/state.db when it exists).")] = None,
 ) -> None:
     """Train every component on a temporal split, evaluate against baselines, save a bundle."""
     from recsys.config import load_train_config
@@ -58,6 +75,7 @@ def train_cmd(
         )
         ds, report, secs = load(cfg.dataset, cfg.data_path, cfg.lenient)
         echo_report(report)
+        ds = _without_erased(ds, store)
         log.info("stage %-22s %7.2fs  (%s rows from %s)", "load+validate", secs, f"{ds.interactions.height:,}", ds.source)
         result = train(ds, cfg, progress=progress)
     except RecsysError as exc:

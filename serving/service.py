@@ -205,10 +205,7 @@ class CrossSell:
     def erase(self, req: EraseRequest, /, ctx: bentoml.Context) -> EraseResponse:
         """Forget customers everywhere this service holds them (needs the API key)."""
         self._check_key(ctx, write=True)
-        online = self._online()
-        unknown = [c for c in req.customer_ids if not online.knows_customer(c)]
-        self.state.store.erase(req.customer_ids)
-        online.forget(req.customer_ids)
-        return EraseResponse(erased=len(req.customer_ids) - len(unknown), unknown=unknown)
+        report = self.state.erase(req.customer_ids)
+        return EraseResponse(erased=report.requested - len(report.unknown), unknown=report.unknown)
 
 

@@ -64,6 +64,7 @@ class ServingState:
         self._swap_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._erasures_seen = -1
         if not settings.api_key:
             log.warning("RECSYS_API_KEY is not set: /events and admin routes will refuse every request")
 
@@ -77,6 +78,23 @@ class ServingState:
         except RecsysError as exc:
             self.last_error = str(exc)
             return None
+
+    def apply_erasures(self) -> int:
+        """Forget, in the serving model, every customer whose erasure the store records (any process
+        may have recorded it: ``recsys erase``, another worker, the admin endpoint)."""
+        count = self.store.count("erasures")
+        online = self.online
+        if online is None or count == self._erasures_seen:
+            return 0
+        from recsys.privacy import erased_ids_among
+
+        hashes = self.store.erased_hashes()
+        ids = erased_ids_among(list(online.hybrid.history.customers.ids) + list(online.carts), hashes)
+        if ids:
+            online.forget(ids)
+            log.info("forgot %d erased customers in the serving model", len(ids))
+        self._erasures_seen = count
+        return len(ids)
 
     def refresh(self) -> bool:
         """Load the wanted version if it is not the serving one; True if a swap happened."""
@@ -97,6 +115,8 @@ class ServingState:
             if events.height:
                 fresh.ingest(events.filter(events["ts"] > bundle.reference_time))
             self.online = fresh  # the swap: one reference assignment
+            self._erasures_seen = -1
+            self.apply_erasures()
         self.last_error = None
         log.info("serving %s (loaded in %.2fs, %d stored events replayed)", tag, time.perf_counter() - t0,
                  events.height)
@@ -111,6 +131,8 @@ class ServingState:
         while not self._stop.wait(self.settings.watch_seconds):
             try:
                 self.refresh()
+                with self._swap_lock:
+                    self.apply_erasures()
             except Exception:  # noqa: BLE001 - the watcher must survive anything
                 log.exception("model watcher")
 
@@ -123,3 +145,16 @@ class ServingState:
             stored = self.store.add_events(events, model_version=model_version)
             counts = self.online.ingest(events) if self.online else {"purchase": 0, "cart": 0}
         return stored, counts
+
+    def erase(self, customer_ids):  # type: ignore[no-untyped-def]
+        """Erase in the store and in every stored model version, and forget in memory at once."""
+        from recsys.privacy import erase_everywhere
+
+        with self._swap_lock:
+            known_now = {c for c in customer_ids if self.online is not None and self.online.knows_customer(c)}
+            report = erase_everywhere(customer_ids, self.store, self.registry)
+            if self.online is not None:
+                self.online.forget(list(customer_ids))
+            report.unknown = [c for c in report.unknown if c not in known_now]
+            self._erasures_seen = -1
+        return report

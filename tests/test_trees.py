@@ -33,3 +33,21 @@ def test_regressor_roundtrip_through_arrays(tmp_path) -> None:
         loaded = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
     np.testing.assert_allclose(loaded.predict(X), reg.predict(X), rtol=1e-9, atol=1e-9)
     assert loaded.predict(X[:0]).shape == (0,)
+
+
+def test_fit_ranker_skips_constant_columns_and_maps_indices_back() -> None:
+    import polars as pl
+
+    from recsys.ranking._features import to_matrix
+    from recsys.ranking.hybrid import fit_ranker
+
+    X, y = _data(2)
+    frame = pl.DataFrame({f"f{i}": X[:, i] for i in range(X.shape[1])}).with_columns(
+        pl.lit(0.0).alias("const"), pl.lit(None, pl.Float32).alias("missing"))
+    names = ["const", "f0", "missing", "f1", "f2"]
+    ens, info = fit_ranker(frame, y, names, max_iter=20, negatives_per_positive=None)
+    assert info["features_used"] == 3
+    used = set(ens.feature[~ens.is_leaf].tolist())
+    assert used <= {1, 3, 4} and 1 in used  # f0 drives the label; indices point into `names`
+    score = ens.predict(to_matrix(frame, names))
+    assert np.corrcoef(score, X[:, 0] + np.nan_to_num(X[:, 1], nan=2.0))[0, 1] > 0.8

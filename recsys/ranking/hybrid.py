@@ -243,6 +243,11 @@ def fit_ranker(
         keep = (y == 1) | (rng.random(len(y)) < rate)
     if n_pos == 0 or n_pos == len(y):
         raise ValueError("ranker training needs both bought and not-bought candidates in the label window")
+    # Constant or all-missing columns carry no signal and trip scikit-learn's binning (1.9: "window
+    # shape cannot be larger than input array shape"); fit without them and map indices back after.
+    Xk = X[keep]
+    varying = np.array([np.unique(col[~np.isnan(col)]).size > 1 for col in Xk.T], dtype=bool)
+    cols = np.flatnonzero(varying)
     from threadpoolctl import threadpool_limits
 
     # One OpenMP thread: on a shared 2-core machine, OpenMP's spin-waiting under contention made the same
@@ -251,10 +256,13 @@ def fit_ranker(
         clf = HistGradientBoostingClassifier(
             max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
             early_stopping=False, random_state=random_state, l2_regularization=1.0,
-        ).fit(X[keep], y[keep])
+        ).fit(Xk[:, cols], y[keep])
     info = {
         "rows": int(keep.sum()), "positives": n_pos, "candidates": int(len(y)),
         "seconds": round(time.perf_counter() - t0, 2),
     }
     log.info("ranker: %d rows (%d positives) in %.1fs", info["rows"], n_pos, info["seconds"])
-    return TreeEnsemble.from_sklearn(clf), info
+    ens = TreeEnsemble.from_sklearn(clf)
+    ens.feature = np.where(ens.is_leaf, 0, cols[ens.feature]).astype(np.int32)
+    info["features_used"] = int(len(cols))
+    return ens, info
