@@ -250,3 +250,16 @@ def test_fuzz_never_5xx(service, route: str, body: object) -> None:  # type: ign
 @given(route=routes, body=bodies)
 def test_fuzz_never_5xx_long(service, route: str, body: object) -> None:  # type: ignore[no-untyped-def]
     _never_5xx(service, route, body)
+
+
+def test_admin_erase_forgets_at_once(service) -> None:  # type: ignore[no-untyped-def]
+    victim = service.bundle.hybrid.history.customers.ids[3]
+    body = {"customer_ids": [victim, "nobody-here"]}
+    assert service.post("/admin/erase", json=body).status_code == 401
+    r = service.post("/admin/erase", json=body, headers={"x-api-key": KEY})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"erased": 1, "unknown": ["nobody-here"]}
+    cold = service.post("/recommend", json={"customer_id": "another-stranger", "n": 6}).json()["items"]
+    after = service.post("/recommend", json={"customer_id": victim, "n": 6}).json()["items"]
+    assert [i["item_id"] for i in after] == [i["item_id"] for i in cold]
+    assert all(i["reason"]["source_item_id"] is None or i["reason"]["type"] != "buy_again" for i in after)
