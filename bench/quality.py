@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--config", default=str(ROOT / "configs" / "train-completejourney.yaml"))
     ap.add_argument("--data-path", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
+    ap.add_argument("--save-bundle", default=None, help="Also save the trained bundle to this directory.")
     args = ap.parse_args()
 
     cfg = load_train_config(args.config, data_path=args.data_path)
@@ -63,6 +64,8 @@ def main() -> None:
     result = train(ds, cfg, progress=True)
     k = cfg.k
     m = result.metrics
+    if args.save_bundle:
+        result.bundle.save(args.save_bundle)
     cutoff = result.info["split"]["cutoff"]
     test = ds.purchases.filter(pl.col("ts") >= cutoff)
     fit_data = ds.purchases.filter(pl.col("ts") < cutoff)
