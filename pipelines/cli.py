@@ -12,7 +12,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 import typer  # noqa: E402
 
-from pipelines import data, demo, erase, models, recommend, report, serve, train  # noqa: E402
+from pipelines import data, demo, erase, models, recommend, report, segments, serve, train  # noqa: E402
 from pipelines._common import setup_logging  # noqa: E402
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ app.add_typer(models.app, name="models")
 app.command("serve")(serve.serve_cmd)
 app.command("report")(report.report_cmd)
 app.command("erase")(erase.erase_cmd)
+app.command("segments")(segments.segments_cmd)
 
 
 @app.callback()

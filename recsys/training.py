@@ -150,8 +150,10 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
             try:
                 ranker, info = fit_ranker(frame, labels, hybrid_a.features, **kw)
                 ranker_info.update(info)
-                new = (frame["ci_count"] == 0).to_numpy()
-                ranker_new, info_new = fit_ranker(frame.filter(pl.Series(new)), labels[new], hybrid_a.features, **kw)
+                frame_new = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time, new_only=True)
+                frame_new = frame_new.filter(pl.col("ci_count") == 0)
+                ranker_new, info_new = fit_ranker(frame_new, label_candidates(frame_new, split.validation.purchases),
+                                                  hybrid_a.features, **kw)
                 ranker_info["new_only"] = info_new
             except ValueError as exc:
                 log.warning("ranker not trained (%s); using the reciprocal-rank blend", exc)
@@ -181,10 +183,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         now = hybrid.reference_time
         ranked = hybrid.rank(test_customers, now)
         lists["served"] = hybrid.finalize(ranked, test_customers, k, now=now, fallback=fallback)
-        ranked_new = ranked.filter(pl.col("ci_count") == 0)
-        ranked_new = ranked_new.with_columns(
-            pl.Series("score", hybrid.score(ranked_new, new_only=True), dtype=pl.Float32)
-        ).sort(["customer_id", "score", "item_id"], descending=[False, True, False])
+        ranked_new = hybrid.rank(test_customers, now, new_only=True)
         lists["served_new_only"] = hybrid.finalize(ranked_new, test_customers, k, now=now, fallback=fallback,
                                                    exclude_bought=True)
     test_recall = candidate_recall(ranked, split.test.purchases)

@@ -66,8 +66,13 @@ def collect_candidates(
     generators: Mapping[str, Recommender],
     customer_ids: Sequence[str] | np.ndarray,
     n: Mapping[str, int] | int,
+    *,
+    exclude_bought: bool = False,
 ) -> pl.DataFrame:
     """Long frame (customer_id, item_id, gen, score, rank, source_item_id, source_ts).
+
+    ``exclude_bought`` asks every generator for items the customer never bought (the cross-sell view):
+    otherwise, on repeat-heavy data, already-bought items fill most of each generator's slots.
 
     Generators that can explain themselves (``recommend_with_sources``) contribute the source item and
     date used in explanations.  Customers a generator does not know simply get nothing from it.
@@ -83,13 +88,22 @@ def collect_candidates(
             continue
         explain = getattr(gen, "recommend_with_sources", None)
         if explain is not None:
-            parts.append(_with_sources(name, explain(known.tolist(), k)))
+            kwargs = {"exclude_bought": True} if exclude_bought else {}
+            if exclude_bought and "exclude_bought" not in _params(explain):
+                continue  # a generator that cannot leave bought items out has nothing new to offer
+            parts.append(_with_sources(name, explain(known.tolist(), k, **kwargs)))
         else:
-            ids, scores = gen.recommend(known, k, on_unknown="empty")
+            ids, scores = gen.recommend(known, k, on_unknown="empty", exclude_bought=exclude_bought)
             parts.append(_from_arrays(name, known, ids, scores).select(list(_LONG_SCHEMA)))
     if not parts:
         return pl.DataFrame(schema=_LONG_SCHEMA)
     return pl.concat(parts, how="vertical_relaxed").filter(pl.col("score").is_finite())
+
+
+def _params(fn: object) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)  # type: ignore[arg-type]
 
 
 def _known_mask(gen: Recommender, customers: np.ndarray) -> np.ndarray:

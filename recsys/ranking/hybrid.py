@@ -80,9 +80,10 @@ class HybridRecommender:
         self.reasons = {name: g.reason for name, g in self.generators.items()}
 
     # --------------------------------------------------------------- stages
-    def candidate_frame(self, customer_ids: Sequence[str], now: datetime) -> pl.DataFrame:
-        """Stage one plus features: one row per (customer, candidate item)."""
-        long = collect_candidates(self.generators, customer_ids, self.candidates)
+    def candidate_frame(self, customer_ids: Sequence[str], now: datetime, *, new_only: bool = False) -> pl.DataFrame:
+        """Stage one plus features: one row per (customer, candidate item); ``new_only`` asks the
+        generators for items the customer never bought."""
+        long = collect_candidates(self.generators, customer_ids, self.candidates, exclude_bought=new_only)
         wide = widen(long, list(self.generators), self.reasons)
         hist = self.history.of_many(customer_ids).filter(pl.col("ts") < now)
         return build_features(wide, hist, self.stats, now)
@@ -97,7 +98,7 @@ class HybridRecommender:
     def rank(self, customer_ids: Sequence[str], now: datetime, *, new_only: bool = False) -> pl.DataFrame:
         """Scored candidates sorted per customer (before business rules); ``new_only`` drops bought items
         and scores with the cross-sell ranker."""
-        frame = self.candidate_frame(customer_ids, now)
+        frame = self.candidate_frame(customer_ids, now, new_only=new_only)
         if new_only:
             frame = frame.filter(pl.col("ci_count") == 0)
         return frame.with_columns(pl.Series("score", self.score(frame, new_only=new_only), dtype=pl.Float32)).sort(
