@@ -50,6 +50,7 @@ from recsys.rules._select import KIND_CANDIDATE, KIND_PINNED, KIND_POPULAR, KIND
 __all__ = ["RuleSet", "apply_rules", "OUTPUT_COLUMNS"]
 
 log = logging.getLogger(__name__)
+_WARNED: set[str] = set()
 
 OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
     "customer_id", "rank", "item_id", "score", "reason_type", "source_item_id", "source_ts",
@@ -131,10 +132,12 @@ class RuleSet:
         self._states: dict[tuple[tuple[bool, ...], ...], DatedState] = {}
         self._lock = threading.Lock()
         self.unknown_names_ = _unknown_names(rules, cat)
-        if self.unknown_names_:
+        message = f"placement rules name things the catalogue does not have: {self.unknown_names_}"
+        if self.unknown_names_ and message not in _WARNED:
             # Not an error: a rule may target items that come later (a campaign pin) or another shop's
-            # categories (one placements file, several catalogues).  But a typo must be visible.
-            log.warning("placement rules name things the catalogue does not have: %s", self.unknown_names_)
+            # categories (one placements file, several catalogues).  But a typo must be visible (once).
+            _WARNED.add(message)
+            log.warning(message)
 
     @classmethod
     def for_placements(cls, placements: Mapping[str, PlacementRules], catalogue: pl.DataFrame,
