@@ -87,21 +87,30 @@ def main() -> None:
     stages["business rules (for_you)"] = timed(
         lambda c: rules.apply(ranked[c].select(cols), n=12, now=now, history=h.history.of(c), customer_ids=[c]),
         customers)
-    stages["served: OnlineRecommender.recommend"] = timed(
+    stages["served, live ranking: OnlineRecommender.recommend"] = timed(
+        lambda c: online._recommend(c, "for_you", 12, (), Filters(), now), customers)
+    t0 = time.perf_counter()
+    online.precompute()
+    precompute_s = time.perf_counter() - t0
+    stages["served, precomputed ranking (as the service does)"] = timed(
         lambda c: online._recommend(c, "for_you", 12, (), Filters(), now), customers)
     print(f"\nper-customer latency, {len(customers)} customers, bundle {path.name} "
           f"({len(h.generators)} generators, {len(h.features)} features)")
-    print(f"{'stage':<42}{'median ms':>11}{'p95 ms':>9}")
+    print(f"{'stage':<52}{'median ms':>11}{'p95 ms':>9}")
     rows = {}
     for name, v in stages.items():
         rows[name] = {"median_ms": float(np.median(v)), "p95_ms": float(np.percentile(v, 95))}
-        print(f"{name:<42}{np.median(v):>11.2f}{np.percentile(v, 95):>9.2f}")
-    served = rows["served: OnlineRecommender.recommend"]["median_ms"]
-    print(f"served / floor: {served / rows['floor: popularity generator alone']['median_ms']:.0f}×; "
-          f"target ≤ 5 ms median for ranking + rules: {'met' if served <= 5 else 'NOT met'} ({served:.2f} ms)")
+        print(f"{name:<52}{np.median(v):>11.2f}{np.percentile(v, 95):>9.2f}")
+    live = rows["served, live ranking: OnlineRecommender.recommend"]["median_ms"]
+    pre = rows["served, precomputed ranking (as the service does)"]["median_ms"]
+    print(f"precomputing all {len(h.history.customers):,} customers took {precompute_s:.1f}s "
+          f"({precompute_s / max(1, len(h.history.customers)) * 1000:.2f} ms/customer in batch)")
+    print(f"target ≤ 5 ms median for ranking + rules: live {live:.2f} ms ({'met' if live <= 5 else 'NOT met'}), "
+          f"served from precomputed ranking {pre:.2f} ms ({'met' if pre <= 5 else 'NOT met'})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"bundle": str(path), "customers": len(customers), "stages": rows,
+                               "precompute_seconds": precompute_s,
                                "load_average": os.getloadavg()}, indent=2))
     print(f"wrote {out}")
 

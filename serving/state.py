@@ -39,6 +39,8 @@ class Settings:
     placements: str = str(PROJECT_ROOT / "configs" / "placements.yaml")
     watch_seconds: float = 2.0
     open_reads: bool = True
+    #: Customers whose ranking is precomputed at load (None = all known customers).
+    precompute_max: int | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,6 +52,7 @@ class Settings:
             placements=env.get("RECSYS_PLACEMENTS", cls.placements),
             watch_seconds=float(env.get("RECSYS_WATCH_SECONDS", cls.watch_seconds)),
             open_reads=env.get("RECSYS_OPEN_READS", "true").lower() in ("1", "true", "yes"),
+            precompute_max=int(env["RECSYS_PRECOMPUTE_MAX"]) if env.get("RECSYS_PRECOMPUTE_MAX") else None,
         )
 
 
@@ -106,6 +109,7 @@ class ServingState:
         try:
             bundle = Bundle.load(self.registry.get(tag).path)
             fresh = OnlineRecommender(bundle, self.placements, version=tag)
+            ready = fresh.precompute(max_customers=self.settings.precompute_max)
         except Exception as exc:  # noqa: BLE001 - a bad bundle must never take the service down
             self.last_error = f"cannot load {tag}: {exc}"
             log.error("model %s not loaded, %s: %s", tag, "keeping " + current if current else "not ready", exc)
@@ -118,8 +122,8 @@ class ServingState:
             self._erasures_seen = -1
             self.apply_erasures()
         self.last_error = None
-        log.info("serving %s (loaded in %.2fs, %d stored events replayed)", tag, time.perf_counter() - t0,
-                 events.height)
+        log.info("serving %s (loaded and %d customers precomputed in %.2fs, %d stored events replayed)", tag, ready,
+                 time.perf_counter() - t0, events.height)
         return True
 
     def start(self) -> None:
