@@ -38,6 +38,17 @@ def _wait_ready(url: str, timeout: float) -> bool:
     return False
 
 
+def _trouser_buyer(bundle) -> str:  # type: ignore[no-untyped-def]
+    """A customer whose latest order has trousers: the planted cross-sell (belts, shoes) shows at once."""
+    import polars as pl
+
+    cat = dict(zip(bundle.catalogue["item_id"].to_list(), bundle.catalogue["category"].to_list(), strict=True))
+    h = bundle.hybrid.history.frame.with_columns(pl.col("item_id").replace_strict(cat, default=None).alias("c"))
+    last = h.filter(pl.col("ts") == pl.col("ts").max().over("customer_id"))
+    hit = last.filter(pl.col("c") == "trousers").sort("ts", descending=True)
+    return str(hit["customer_id"][0]) if hit.height else str(h["customer_id"][0])
+
+
 def demo(
     workdir: Annotated[Path, typer.Option(help="Where the demo writes its shop and state databases.")] = Path("data/demo"),
     seed: Annotated[int, typer.Option(help="Synthetic shop seed.")] = 0,
@@ -89,7 +100,7 @@ def demo(
     try:
         if not _wait_ready(url, 90):
             raise typer.Exit(1)
-        customer = shop.dataset.interactions["customer_id"][0]
+        customer = _trouser_buyer(result.bundle)
         body = json.dumps({"customer_id": customer, "placement": "for_you", "n": 3})
         req = urllib.request.Request(f"{url}/recommend", data=body.encode(), headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:

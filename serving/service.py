@@ -84,7 +84,7 @@ def _reason_text(reason: str, source: str | None, when: datetime | None, names: 
     label = f"{name} ({source})" if name else source
     if reason in ("complements_category", "bought_with", "buy_again") and source:
         day = f" on {when:%Y-%m-%d}" if when else ""
-        verb = {"buy_again": "Time to restock: you bought", "bought_with": "Often bought with"}.get(reason)
+        verb = {"buy_again": "Buy again: you bought", "bought_with": "Often bought with"}.get(reason)
         if reason == "bought_with":
             return f"{verb} {label}"
         if reason == "buy_again":
