@@ -131,6 +131,12 @@ def main() -> None:
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    cc = hybrid.generators.get("category_complements")
+    if cc is not None:  # the learned category-complement table, for people to read
+        name = Path(args.config).stem.replace("train-", "")
+        for suffix in (".md", ".csv"):
+            cc.export(out.parent / f"complements-{name}{suffix}", n=5)  # type: ignore[attr-defined]
+        print(f"wrote {out.parent / f'complements-{name}.md'} (top complements per category)")
     payload = {
         "dataset": ds.source, "config": cfg.model_dump(mode="json"), "k": k, "split": result.info["split"],
         "models": rows, "candidate_recall": result.info["candidate_recall"],
