@@ -10,9 +10,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from recsys._yaml import read_yaml, validation_message
 from recsys.exceptions import ConfigError
 
 __all__ = ["GeneratorSpec", "RankerSpec", "SplitSpec", "TrainConfig", "load_train_config", "GENERATORS"]
@@ -102,11 +102,7 @@ def load_train_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     """Read ``path`` (or defaults) and apply CLI ``overrides`` (None values are ignored)."""
     raw: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"training config not found: {path}") from None
+        raw = read_yaml(path, "training config") or {}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -123,5 +119,4 @@ def load_train_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{path or 'training config'}: invalid:\n" + "\n".join(lines)) from None
+        raise ConfigError(validation_message(path or "training config", "training config", exc)) from None

@@ -10,9 +10,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from recsys._yaml import read_yaml, validation_message
 from recsys.exceptions import ConfigError
 
 __all__ = [
@@ -116,17 +116,8 @@ class DatasetConfig(_Strict):
 
 def load_dataset_config(path: str | Path) -> DatasetConfig:
     """Read and validate a dataset YAML; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"dataset config not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, "dataset config")
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [
-            f"  {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        ]
-        raise ConfigError(f"{path}: invalid dataset config:\n" + "\n".join(lines)) from None
+        raise ConfigError(validation_message(path, "dataset config", exc)) from None

@@ -12,9 +12,9 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from recsys._yaml import read_yaml
 from recsys.exceptions import ConfigError
 
 __all__ = [
@@ -206,12 +206,7 @@ def load_placements(path: str | Path) -> dict[str, PlacementRules]:
         and the dotted field path (``placements.for_you.max_per_category``).
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"placements config not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    raw = read_yaml(path, "placements config")
     if isinstance(raw, dict):  # top-level ``x-…`` keys only hold YAML anchors (docker-compose style)
         raw = {k: v for k, v in raw.items() if not (isinstance(k, str) and k.startswith("x-"))}
     try:
