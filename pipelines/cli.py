@@ -12,7 +12,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 
 import typer  # noqa: E402
 
-from pipelines import data, demo, erase, models, recommend, report, segments, serve, train  # noqa: E402
+from pipelines import campaign, data, demo, erase, models, recommend, report, segments, serve, train  # noqa: E402
 from pipelines._common import setup_logging  # noqa: E402
 
 app = typer.Typer(
@@ -30,6 +30,9 @@ app.command("serve")(serve.serve_cmd)
 app.command("report")(report.report_cmd)
 app.command("erase")(erase.erase_cmd)
 app.command("segments")(segments.segments_cmd)
+app.add_typer(campaign.app, name="campaign")
+app.command("audience")(campaign.audience_cmd)
+app.command("kpis")(campaign.kpis_cmd)
 
 
 @app.callback()

@@ -1,0 +1,184 @@
+"""``recsys campaign run``, ``recsys audience`` and ``recsys kpis``: email campaigns from the terminal.
+
+Thin on purpose: parse flags, load the campaign file, bundle, data set and store, call
+``recsys.campaigns``, print.  Flags are a contract with schedulers (``--shard i/n`` fans a run out
+over machines; ``--run-id`` makes retries idempotent): keep them stable.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+
+from pipelines._common import PROJECT_ROOT, echo_report, fail, load
+from recsys.exceptions import RecsysError
+
+app = typer.Typer(help="Consent-aware email-pick campaigns.", no_args_is_help=True)
+
+DEFAULT_STORE = "sqlite:///data/state.db"
+DEFAULT_PLACEMENTS = PROJECT_ROOT / "configs" / "placements.yaml"
+_DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+def _open_store(uri: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
+    """The store, or ``None`` for a dry run against a SQLite file that does not exist (never create it)."""
+    from recsys.store import Store
+
+    if dry_run and uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        if path != ":memory:" and not Path(path).exists():
+            typer.echo(f"note: store {path} does not exist; dry run without consent overrides, suppression, "
+                       "erasures or send log", err=True)
+            return None
+    return Store(uri)
+
+
+def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    os.close(fd)
+    try:
+        if out.suffix == ".csv":
+            frame.write_csv(tmp)
+        elif out.suffix == ".json":
+            Path(tmp).write_text(frame.write_json())
+        else:
+            frame.write_parquet(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Campaign YAML (configs/campaigns/*.yaml).")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Tag, 'promoted' or 'latest'.")] = "promoted",
+    out: Annotated[Path, typer.Option("--out", "-o",
+                                      help="Picks file (.parquet or .csv); summary JSON beside it.")]
+        = Path("picks.parquet"),
+    shard: Annotated[str | None, typer.Option(help="Run shard i of n (1-based), e.g. 2/8.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the picks file but nothing to the store.")]
+        = False,
+    run_id: Annotated[str | None, typer.Option("--run-id",
+                                               help="Idempotency key (default <campaign>-<date>).")] = None,
+    store: Annotated[str, typer.Option(help="Store URI: consent, suppression, erasures, send log.")]
+        = DEFAULT_STORE,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d",
+                                                help="Dataset name or YAML (default: the bundle's).")] = None,
+    data_path: Annotated[str | None, typer.Option(help="Override the dataset location.")] = None,
+    now: Annotated[datetime | None, typer.Option(
+        formats=_DATE_FORMATS, help="Reference time (default: midnight after the last purchase).")] = None,
+    placements: Annotated[Path, typer.Option(help="Business rules per placement.")] = DEFAULT_PLACEMENTS,
+    batch_size: Annotated[int, typer.Option(min=1, help="Customers per vectorised batch.")] = 4000,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Pick items for a campaign's consenting audience, export them and log the sends."""
+    from pipelines.recommend import load_bundle
+    from recsys.campaigns import load_campaign, parse_shard, run_campaign, summary_lines, summary_path
+    from recsys.rules import load_placements
+
+    try:
+        campaign = load_campaign(config)
+        shard_t = parse_shard(shard)
+        rules = load_placements(placements)
+        version, bundle = load_bundle(model)
+        cfg = bundle.manifest.get("config", {})
+        name = dataset or cfg.get("dataset", "synthetic")
+        location = data_path if (data_path or dataset) else cfg.get("data_path")
+        data, report, secs = load(name, location, bool(cfg.get("lenient", False)))
+        echo_report(report)
+        typer.echo(f"loaded {data.source} ({data.interactions.height:,} interactions) in {secs:.1f}s",
+                   err=True)
+        st = _open_store(store, dry_run=dry_run)
+        run = run_campaign(campaign, bundle, data, placements=rules, store=st, out=out, dry_run=dry_run,
+                           run_id=run_id, shard=shard_t, now=now, model_version=version.tag,
+                           batch_size=batch_size, progress=progress)
+    except RecsysError as exc:
+        raise fail(str(exc)) from None
+    for line in summary_lines(run.summary):
+        typer.echo(line)
+    typer.echo(f"wrote {run.picks.height:,} picks → {out} · summary → {summary_path(out)}")
+    if dry_run:
+        typer.echo("dry run: nothing written to the store")
+
+
+def audience_cmd(
+    category: Annotated[str, typer.Option("--category", "-c", help="Target category, e.g. belts.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="How many customers to keep.")] = 5000,
+    model: Annotated[str, typer.Option("--model", "-m", help="Tag, 'promoted' or 'latest'.")] = "promoted",
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the list (.parquet, .csv or .json).")]
+        = None,
+    now: Annotated[datetime | None, typer.Option(formats=_DATE_FORMATS,
+                                                 help="Reference time (default: the bundle's).")] = None,
+    show: Annotated[int, typer.Option(help="Rows to print.")] = 10,
+) -> None:
+    """Customers most likely to buy from CATEGORY soon (affinity × complement graph × recency)."""
+    from pipelines.recommend import load_bundle
+    from recsys.campaigns import category_propensity
+
+    try:
+        version, bundle = load_bundle(model)
+        ranked = category_propensity(bundle, category, n=n, now=now)
+    except RecsysError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"top {ranked.height:,} customers for {category!r} from {version.tag}")
+    typer.echo(f"  {'#':>5}  {'customer':<14} {'score':>9} {'affinity':>9} {'compl.':>7}  trigger")
+    for r in ranked.head(show).iter_rows(named=True):
+        trig = (f"{r['trigger_category']} ({r['trigger_item_id']}, {r['trigger_ts']:%Y-%m-%d})"
+                if r["trigger_category"] else "-")
+        typer.echo(f"  {r['rank']:>5}  {r['customer_id']:<14} {r['score']:>9.4f} {r['affinity']:>9.4f} "
+                   f"{r['complement']:>7.2f}  {trig}")
+    if out is not None:
+        _write_atomic(ranked, out)
+        typer.echo(f"wrote {ranked.height:,} customers → {out}")
+
+
+def kpis_cmd(
+    store: Annotated[str, typer.Option(help="Store URI holding events and the send log.")] = DEFAULT_STORE,
+    since: Annotated[datetime | None, typer.Option(formats=_DATE_FORMATS,
+                                                   help="Only sends/events from here.")] = None,
+    window_days: Annotated[float, typer.Option(min=0.0, help="Purchases within N days of the send count.")]
+        = 14.0,
+    out: Annotated[Path | None, typer.Option("--out", "-o",
+                                             help="Also write the table (.parquet/.csv/.json).")] = None,
+) -> None:
+    """Per campaign and model version: recipients, CTR, conversion, revenue, AOV and uplift vs holdout."""
+    from recsys.campaigns import campaign_kpis
+    from recsys.store import Store
+
+    try:
+        table = campaign_kpis(Store(store), since=since, window_days=window_days)
+    except RecsysError as exc:
+        raise fail(str(exc)) from None
+    if table.height == 0:
+        typer.echo("no sends or attributed events in the store yet")
+        return
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    def num(v: float | int | None, fmt: str = ",.2f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    typer.echo(f"{'kind':<8} {'source':<28} {'model':<34} {'recip.':>7} {'ctrl':>5} {'CTR':>7} {'conv.':>7} "
+               f"{'rev/recip':>10} {'AOV':>9} {'treated':>8} {'control':>8} {'uplift':>8}")
+    for r in table.iter_rows(named=True):
+        uplift = "-" if r["uplift"] is None else f"{100 * r['uplift']:+.1f}pp"
+        typer.echo(
+            f"{r['kind']:<8} {str(r['source'])[:28]:<28} {str(r['model_version'])[:34]:<34} "
+            f"{num(r['recipients'], ',d'):>7} {num(r['controls'], ',d'):>5} {pct(r['ctr']):>7} "
+            f"{pct(r['conversion']):>7} {num(r['revenue_per_recipient']):>10} {num(r['aov']):>9} "
+            f"{pct(r['treated_purchase_rate']):>8} {pct(r['control_purchase_rate']):>8} "
+            f"{uplift:>8}"
+        )
+    if out is not None:
+        _write_atomic(table, out)
+        typer.echo(f"wrote {table.height} rows → {out}")

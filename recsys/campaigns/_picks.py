@@ -1,0 +1,601 @@
+"""Pick strategies: candidate items per customer for one campaign, on a batch of customers at a time.
+
+Why strategies of their own instead of the served "for you" list: a campaign email has a theme
+("you bought trousers — here are belts and shoes", "time to restock socks") and a reason the copy can
+name ("because you bought *Slim chinos 12* on 3 May").  Each strategy produces *candidates* with a
+score, a reason type and the source purchase; the placement's business rules (``recsys.rules``) then
+choose the final ``n_picks`` exactly as they do on the website (stock, blocks, never-bought-before,
+caps per category, diversity).
+
+All strategies are vectorised polars joins over the batch's purchases — no Python loop per customer,
+group-bys on integer codes rather than strings — so a full customer base runs in seconds.  They read
+the customers' purchases from the *data set* (fresh up to the run's ``now``), and the *bundle* for
+what is learned about items and categories (complement graph, co-purchase neighbours, bestsellers,
+repeat intervals).  The two strategies that need per-customer model state (``replenishment``,
+``winback``) first fold the purchases newer than the bundle into it (``PickContext.refresh``), as the
+web service does with live events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+
+from recsys.bundle import Bundle
+from recsys.campaigns._config import Campaign, Exclusions
+from recsys.dataset import Dataset
+from recsys.models.base import PAD_ID
+from recsys.rules import PlacementRules
+
+__all__ = ["PickContext", "STRATEGIES", "candidates", "CANDIDATE_SCHEMA"]
+
+log = logging.getLogger(__name__)
+
+#: Candidate columns: ``_c`` is the customer's position in its batch, ``_i`` the item's catalogue code.
+CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
+    "customer_id": pl.String(),
+    "item_id": pl.String(),
+    "score": pl.Float64(),
+    "reason_type": pl.String(),
+    "source_item_id": pl.String(),
+    "source_ts": pl.Datetime("us"),
+    "_c": pl.Int32(),
+    "_i": pl.Int32(),
+}
+_RRF_K = 20.0
+_SECONDS_PER_DAY = 86_400.0
+#: Co-purchase neighbours considered per purchased item (best scores first).
+_NEIGHBOURS_PER_ITEM = 10
+
+
+def _empty() -> pl.DataFrame:
+    return pl.DataFrame(schema=CANDIDATE_SCHEMA)
+
+
+def _age_days(now: datetime) -> pl.Expr:
+    return (pl.lit(now, pl.Datetime("us")) - pl.col("ts")).dt.total_seconds() / _SECONDS_PER_DAY
+
+
+def _best_per_key(frame: pl.DataFrame, key: str | list[str], score: str, tie: str) -> pl.DataFrame:
+    """One row per ``key``: the highest ``score``, ties to the smallest ``tie`` (window filters, no sort)."""
+    best = frame.filter(pl.col(score) == pl.col(score).max().over(key))
+    best = best.filter(pl.col(tie) == pl.col(tie).min().over(key))
+    return best.unique(key, keep="any")
+
+
+def _with_paid_prices(data: Dataset) -> pl.DataFrame:
+    """The catalogue, items without a list price priced at the median unit price paid for them.
+
+    Grocery exports (Complete Journey) carry prices on purchase lines only; upsell needs a price per
+    item, and so does the email placement's upsell band.
+    """
+    items = data.items
+    if "price" not in items.columns or items["price"].null_count() == 0:
+        return items
+    paid = data.purchases.filter(pl.col("price").is_not_null()).group_by("item_id").agg(
+        pl.col("price").median().alias("_paid"))
+    return (items.join(paid, on="item_id", how="left", maintain_order="left")
+            .with_columns(pl.coalesce(pl.col("price"), pl.col("_paid")).alias("price")).drop("_paid"))
+
+
+class PickContext:
+    """What every strategy needs, prepared once per run.
+
+    Parameters
+    ----------
+    bundle
+        The loaded model bundle (generators, ranker, history).
+    data
+        The data set: its purchases before ``now`` are the customers' facts, its items the catalogue
+        (fresher stock flags than the bundle's copy; items without a list price get the median price
+        paid for them).
+    now
+        Reference time of the run (naive UTC).
+    rules, exclude
+        The placement's rules and the campaign's exclusions: ``pickable`` drops the candidates their
+        hard rules would drop anyway, so strategies can cut their candidate lists early.
+    """
+
+    def __init__(self, bundle: Bundle, data: Dataset, *, now: datetime, rules: PlacementRules | None = None,
+                 exclude: Exclusions | None = None) -> None:
+        self.bundle = bundle
+        self.hybrid = bundle.hybrid
+        self.data = data
+        self.now = now
+        self.catalogue = _with_paid_prices(data)
+        pop = self.hybrid.generators["popularity"]
+        pop_frame = pl.DataFrame({
+            "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),  # type: ignore[attr-defined]
+            "pop": pl.Series(np.asarray(pop.scores_, dtype=np.float64)),  # type: ignore[attr-defined]
+        })
+        items = self.catalogue.select(
+            "item_id", "category", pl.col("price").cast(pl.Float64),
+            pl.col("in_stock").fill_null(True) if "in_stock" in self.catalogue.columns
+            else pl.lit(True).alias("in_stock"),
+        ).unique("item_id", keep="first", maintain_order=True)
+        cats = sorted(set(items["category"].drop_nulls().to_list()))
+        #: Category code ``_g`` of each category name; customer × category keys are ``_c * n_groups + _g``.
+        self.category_codes = pl.DataFrame({"category": cats, "_g": np.arange(len(cats), dtype=np.int32)},
+                                           schema={"category": pl.String, "_g": pl.Int32})
+        self.n_groups = max(len(cats), 1)
+        self.categories: set[str] = set(cats)
+        #: The catalogue with popularity, item code ``_i`` (row number) and category code ``_g``.
+        self.items = (
+            items.join(pop_frame, on="item_id", how="left").with_columns(pl.col("pop").fill_null(0.0))
+            .with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int32))
+            .join(self.category_codes, on="category", how="left", maintain_order="left")
+        )
+        self.n_items = self.items.height
+        #: Per item code: category code (-1 = none) and stock flag, for array look-ups.
+        self.item_group = self.items["_g"].fill_null(-1).to_numpy().astype(np.int64)
+        self.item_in_stock = self.items["in_stock"].to_numpy().astype(bool)
+        #: Bestsellers per category (in stock, sold at least once): rank 1 = best, pop_norm in (0, 1].
+        self.bestsellers = (
+            self.items.filter(pl.col("_g").is_not_null() & (pl.col("pop") > 0) & pl.col("in_stock"))
+            .sort(["_g", "pop", "item_id"], descending=[False, True, False])
+            .with_columns(
+                pl.int_range(1, pl.len() + 1).over("_g").alias("cat_rank"),
+                (pl.col("pop") / pl.col("pop").max().over("_g")).alias("pop_norm"),
+            )
+            .select("_g", "category", "item_id", "_i", "price", "cat_rank", "pop_norm")
+        )
+        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
+        keep = ids != PAD_ID
+        #: Global popularity ranking for the rules' fallback chain (as the service uses).
+        self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
+                                           "score": scores[keep].astype(np.float64)})
+        #: Purchases before ``now`` (the customers' facts), narrowed to what strategies read.
+        self.purchases = data.purchases.filter(pl.col("ts") < now).select(
+            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64))
+        self.rules = rules
+        excluded = set(rules.exclude_categories if rules else ()) | set(exclude.categories if exclude else ())
+        excluded_codes = self.category_codes.filter(pl.col("category").is_in(sorted(excluded)))
+        self._excluded_groups = excluded_codes["_g"].to_numpy()
+        self._excluded_items = list(exclude.items) if exclude else []
+        self._edges: dict[int, pl.DataFrame] = {}
+        self._bought_cache: tuple[pl.DataFrame, int, pl.Series] | None = None
+        self._new_items: dict[int, pl.DataFrame] = {}
+        self._neighbours: pl.DataFrame | None = None
+        self._refreshed = False
+        self.folded_in = 0
+
+    # ---------------------------------------------------------------- lookups
+    def batches(self, customer_ids: Sequence[str],
+                batch_size: int) -> Iterator[tuple[list[str], pl.DataFrame]]:
+        """``(batch of customer ids, their purchases)`` in order, ``batch_size`` customers at a time.
+
+        Purchases are those before ``now`` — ``customer_id, item_id, ts, price`` plus the item's
+        ``category`` and catalogue ``list_price`` — in no particular order (strategies never rely on row
+        order), with integer codes for fast group-bys: ``_c`` (customer's position in the batch), ``_i``
+        (item), ``_g`` (category) and ``_k = _c * n_groups + _g`` (one key per customer × category).
+        One hash join and one partition over the purchases serve every batch: no sort of the whole
+        purchase table, which is what makes a full-base run fast.
+        """
+        ids = list(customer_ids)
+        if not ids:
+            return
+        pos = np.arange(len(ids), dtype=np.int32)
+        assign = pl.DataFrame({"customer_id": ids, "_c": pos % batch_size, "_b": pos // batch_size},
+                              schema={"customer_id": pl.String, "_c": pl.Int32, "_b": pl.Int32})
+        rows = (
+            self.purchases.lazy().join(assign.lazy(), on="customer_id")
+            .join(self.items.lazy().select("item_id", "category", pl.col("price").alias("list_price"),
+                                           "_i", "_g"), on="item_id", how="left")
+            .with_columns((pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"))
+            .collect()
+        )
+        n_batches = (len(ids) + batch_size - 1) // batch_size
+        if n_batches > 1:
+            parts = rows.partition_by("_b", as_dict=True, include_key=False)
+        else:
+            parts = {(0,): rows.drop("_b")}
+        empty = rows.drop("_b").clear()
+        for b in range(n_batches):
+            yield ids[b * batch_size:(b + 1) * batch_size], parts.get((b,), empty)
+
+    def pickable(self, cand: pl.DataFrame, hist: pl.DataFrame, *,
+                 due: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Drop candidates the hard rules would drop anyway: out of stock, excluded categories or items,
+        bought before (per ``exclude_bought_days``; not when some items are ``due`` again — the rules
+        decide those)."""
+        if cand.height == 0:
+            return cand
+        rules = self.rules
+        items = cand["_i"].to_numpy()
+        keep = np.ones(len(items), dtype=bool)
+        if rules is None or rules.in_stock_only:
+            keep &= self.item_in_stock[items]
+        if len(self._excluded_groups):
+            keep &= ~np.isin(self.item_group[items], self._excluded_groups)
+        if self._excluded_items:
+            keep &= ~cand["item_id"].is_in(self._excluded_items).to_numpy()
+        if not keep.all():
+            cand = cand.filter(pl.Series(keep))
+        days = rules.exclude_bought_days if rules is not None else None
+        if days is not None and due is None and hist.height and cand.height:
+            key = cand["_c"].cast(pl.Int64) * self.n_items + cand["_i"].cast(pl.Int64)
+            cand = cand.filter(~key.is_in(self._bought_keys(hist, days).implode()))
+        return cand
+
+    def _bought_keys(self, hist: pl.DataFrame, days: int) -> pl.Series:
+        """``_c * n_items + _i`` of every (customer, item) bought in the last ``days`` (0 = ever), cached
+        for the batch (the same ``hist`` object)."""
+        cached = self._bought_cache
+        if cached is not None and cached[0] is hist and cached[1] == days:
+            return cached[2]
+        bought = hist.filter(pl.col("_i").is_not_null())
+        if days > 0:
+            bought = bought.filter(pl.col("ts") >= self.now - timedelta(days=days))
+        keys = (bought["_c"].cast(pl.Int64) * self.n_items + bought["_i"].cast(pl.Int64)).unique()
+        self._bought_cache = (hist, days, keys)
+        return keys
+
+    def edges(self, top: int) -> pl.DataFrame:
+        """Complement graph edges ``(source, target, lift, source_g, target_g)``, best ``top`` targets per
+        source (edges between categories missing from the catalogue are dropped)."""
+        if top not in self._edges:
+            cc = self.hybrid.generators.get("category_complements")
+            if cc is None:
+                frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
+            else:
+                graph = cc.graph_frame()  # type: ignore[attr-defined]
+                frame = graph.filter(pl.col("rank") <= top).select(
+                    "source", "target", pl.col("lift").cast(pl.Float64))
+            codes = self.category_codes
+            self._edges[top] = (
+                frame.join(codes.rename({"category": "source", "_g": "source_g"}), on="source")
+                .join(codes.rename({"category": "target", "_g": "target_g"}), on="target")
+            )
+        return self._edges[top]
+
+    def neighbours(self) -> pl.DataFrame:
+        """Co-purchase neighbours by item code: ``_i, nb_i, nb_score`` — the best ``_NEIGHBOURS_PER_ITEM``
+        of each item (catalogue items only)."""
+        if self._neighbours is None:
+            empty = pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
+            cp = self.hybrid.generators.get("copurchase")
+            if cp is None:
+                self._neighbours = empty
+                return empty
+            indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
+            cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
+            codes = self.items.select("item_id", "_i")
+            to_ctx = (cp_ids.to_frame("item_id").join(codes, on="item_id", how="left", maintain_order="left")
+                      ["_i"].fill_null(-1).to_numpy())
+            src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
+            keep = rank < _NEIGHBOURS_PER_ITEM
+            a = to_ctx[src[keep]]
+            b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
+            score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
+            ok = (a >= 0) & (b >= 0)
+            self._neighbours = pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
+                                             "nb_score": score[ok]})
+        return self._neighbours
+
+    def new_items(self, within_days: int) -> pl.DataFrame:
+        """Items first sold at most ``within_days`` before ``now``: ``(_i, _g, new_norm)``.
+
+        ``new_norm`` is the item's sales since launch relative to the best new item of its category.
+        """
+        if within_days not in self._new_items:
+            start = self.now - timedelta(days=within_days)
+            first = self.purchases.group_by("item_id").agg(pl.col("ts").min().alias("first_ts"),
+                                                           pl.len().alias("sales"))
+            self._new_items[within_days] = (
+                first.filter(pl.col("first_ts") >= start)
+                .join(self.items.filter(pl.col("in_stock") & pl.col("_g").is_not_null())
+                      .select("item_id", "_i", "_g"), on="item_id")
+                .with_columns((pl.col("sales") / pl.col("sales").max().over("_g")).cast(pl.Float64)
+                              .alias("new_norm"))
+                .select("item_id", "_i", "_g", "new_norm")
+            )
+        return self._new_items[within_days]
+
+    def refresh(self) -> int:
+        """Fold purchases newer than the bundle (and before ``now``) into its history and generators.
+
+        Idempotent: rows at or before the bundle's latest known purchase are never folded twice.
+        Returns the number of purchases folded in.
+        """
+        if self._refreshed:
+            return self.folded_in
+        self._refreshed = True
+        hybrid = self.hybrid
+        mark = max(hybrid.reference_time, hybrid.history.last_ts or hybrid.reference_time)
+        newer = self.data.purchases.filter((pl.col("ts") > mark) & (pl.col("ts") < self.now))
+        if newer.height == 0:
+            return 0
+        t0 = time.perf_counter()
+        known = newer.filter(pl.col("item_id").is_in(self.items["item_id"].implode()))
+        hybrid.history.append(newer)
+        for gen in hybrid.generators.values():
+            try:
+                gen.partial_fit(known)
+            except NotImplementedError:
+                continue
+        self.folded_in = newer.height
+        log.info("folded %d purchases newer than the bundle (%s) into it in %.2fs",
+                 newer.height, mark, time.perf_counter() - t0)
+        return newer.height
+
+
+# ------------------------------------------------------------------------- strategies
+#: (candidates, replenish_due or None)
+_Result = tuple[pl.DataFrame, pl.DataFrame | None]
+StrategyFn = Callable[[PickContext, Campaign, Sequence[str], pl.DataFrame], _Result]
+
+
+def _lookback(campaign: Campaign, default: int) -> int:
+    s, bc = campaign.strategy, campaign.audience.bought_category
+    return s.lookback_days or (bc.within_days if bc is not None else default)
+
+
+def _latest_per_category(hist: pl.DataFrame) -> pl.DataFrame:
+    """Each customer's most recent purchase per category: ``_k, _c, _g, customer_id, item_id, ts, paid``.
+
+    Ties on time go to the smallest item id; ``paid`` is the highest unit price paid for it then
+    (falling back to the catalogue price).  Window filters on the integer key ``_k``, no sort.
+    """
+    latest = (
+        hist.filter(pl.col("_k").is_not_null())
+        .filter(pl.col("ts") == pl.col("ts").max().over("_k"))
+        .filter(pl.col("item_id") == pl.col("item_id").min().over("_k"))
+    )
+    return latest.group_by("_k").agg(
+        pl.col("_c", "_g", "customer_id", "item_id", "ts").first(),
+        pl.coalesce("price", "list_price").max().alias("paid"))
+
+
+def _as_candidates(frame: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
+    reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
+    return frame.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("item_id").cast(pl.String),
+        pl.col("score").cast(pl.Float64),
+        reason_expr.cast(pl.String).alias("reason_type"),
+        pl.col("source_item_id").cast(pl.String),
+        pl.col("source_ts").cast(pl.Datetime("us")),
+        pl.col("_c").cast(pl.Int32),
+        pl.col("_i").cast(pl.Int32),
+    )
+
+
+def _fuse(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Reciprocal-rank fusion per customer of candidate lists on different score scales.
+
+    Each list ranks its items per customer (ties share the best rank, so the result does not depend
+    on row order); an item's fused score is Σ 1/(20 + rank) and its reason and source are those of the
+    list ranking it best (first list on ties).
+    """
+    parts = [p for p in parts if p.height]
+    if not parts:
+        return _empty()
+    if len(parts) == 1:
+        return parts[0]
+    ranked = [
+        p.with_columns(pl.col("score").rank("min", descending=True).over("_c").alias("_r"),
+                       pl.lit(k).alias("_p"))
+        for k, p in enumerate(parts)
+    ]
+    both = pl.concat(ranked).with_columns((1.0 / (_RRF_K + pl.col("_r"))).alias("_rrf"))
+    key = ["_c", "_i"]
+    first = both.filter(pl.col("_r") == pl.col("_r").min().over(key))
+    first = first.filter(pl.col("_p") == pl.col("_p").min().over(key))
+    total = both.group_by(key).agg(pl.col("_rrf").sum().alias("_score"))
+    fused = first.join(total, on=key).with_columns(pl.col("_score").alias("score"))
+    return fused.select(list(CANDIDATE_SCHEMA))
+
+
+def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """Bestsellers of complement categories of recent purchases + items bought with those purchases."""
+    s = campaign.strategy
+    lookback = _lookback(campaign, 90)
+    bc = campaign.audience.bought_category
+    sources = s.source_categories or ([bc.category] if bc is not None else [])
+    recent = hist.filter((pl.col("ts") >= ctx.now - timedelta(days=lookback)) & pl.col("_k").is_not_null())
+    if sources:
+        recent = recent.filter(pl.col("category").is_in(sources))
+    # one row per (customer, item): its latest recent purchase, weighted by recency
+    half_life = max(lookback / 2.0, 1.0)
+    recent = (
+        recent.group_by("_c", "_i")
+        .agg(pl.col("customer_id", "item_id", "_g", "_k").first(), pl.col("ts").max())
+        .with_columns((0.5 ** (_age_days(ctx.now) / half_life)).alias("recency"))
+    )
+    edges = ctx.edges(s.top_complements)
+    if s.categories:
+        edges = edges.filter(pl.col("target").is_in(s.categories))
+
+    # category complements: the latest purchase of each source category triggers its complement categories
+    trig = _best_per_key(recent, "_k", "ts", "item_id")
+    targets = edges["target_g"].unique().implode()
+    last_in_target = (hist.filter(pl.col("_g").is_in(targets))
+                      .group_by("_k").agg(pl.col("ts").max().alias("last_ts")))
+    pairs = (
+        trig.join(edges.select("source_g", "target_g", "lift"), left_on="_g", right_on="source_g")
+        .with_columns((pl.col("_c").cast(pl.Int64) * ctx.n_groups + pl.col("target_g")).alias("_tk"))
+        .join(last_in_target, left_on="_tk", right_on="_k", how="left")
+        # a complement already bought on/after the trigger is fulfilled
+        .filter(pl.col("last_ts").is_null() | (pl.col("last_ts") < pl.col("ts")))
+        .with_columns((pl.col("lift") * pl.col("recency")).alias("w"))
+    )
+    # one trigger per (customer, target): the strongest (ties: smallest source item); then the customer's
+    # best 2 × n_picks target categories — more can never reach the email
+    pairs = _best_per_key(pairs, "_tk", "w", "item_id")
+    pairs = pairs.filter(pl.col("w").rank("min", descending=True).over("_c") <= 2 * campaign.n_picks)
+    cat_part = (
+        pairs.select("_c", "customer_id", "target_g", "w", pl.col("item_id").alias("source_item_id"),
+                     pl.col("ts").alias("source_ts"))
+        .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category), left_on="target_g", right_on="_g")
+        .with_columns((pl.col("w") * pl.col("pop_norm")).alias("score"))
+    )
+    pool = 10 * campaign.n_picks
+    # (customer, item) is unique: one row per target category
+    parts = [_top(ctx.pickable(_as_candidates(cat_part, "complements_category"), hist), pool)]
+
+    # bought with: co-purchase neighbours of every recent purchase in the source categories
+    if s.bought_with != "off" and recent.height:
+        nb = ctx.neighbours()
+        bw = recent.select("_c", "customer_id", "_i", pl.col("item_id").alias("source_item_id"),
+                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency")
+        bw = bw.join(nb, on="_i")
+        target_g = pl.Series("target_g", ctx.item_group[bw["nb_i"].to_numpy()], dtype=pl.Int32)
+        bw = bw.with_columns(target_g).filter((pl.col("target_g") >= 0)
+                                              & (pl.col("target_g") != pl.col("source_g")))
+        if s.bought_with == "complement_categories":
+            bw = bw.join(edges.select("source_g", "target_g"), on=["source_g", "target_g"], how="semi")
+        elif s.categories:
+            keep = ctx.category_codes.filter(pl.col("category").is_in(s.categories))["_g"].implode()
+            bw = bw.filter(pl.col("target_g").is_in(keep))
+        bw = bw.with_columns((pl.col("nb_score") * pl.col("recency")).alias("score"))
+        bw = bw.drop("_i").rename({"nb_i": "_i"}).with_columns(pl.lit(None, pl.String).alias("item_id"))
+        bw = ctx.pickable(bw, hist)
+        bw = _top(_best_per_key(bw, ["_c", "_i"], "score", "source_item_id"), pool)
+        bw = bw.drop("item_id").join(ctx.items.select("_i", "item_id"), on="_i")
+        parts.append(_as_candidates(bw, "bought_with"))
+    return _fuse(parts), None
+
+
+def _welcome(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """Bestsellers of the category of each customer's first purchase."""
+    s = campaign.strategy
+    first = hist.filter(pl.col("_g").is_not_null()).filter(pl.col("ts") == pl.col("ts").min().over("_c"))
+    first = first.filter(pl.col("item_id") == pl.col("item_id").min().over("_c")).unique("_c", keep="any")
+    cand = (
+        first.select("_c", "customer_id", "_g", pl.col("item_id").alias("source_item_id"),
+                     pl.col("ts").alias("source_ts"))
+        .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category + 1), on="_g")
+        .filter(pl.col("item_id") != pl.col("source_item_id"))
+        .rename({"pop_norm": "score"})
+    )
+    return _as_candidates(cand, "welcome"), None
+
+
+def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """Bestsellers of categories the customer bought, priced ``price_ratio`` × what they last paid there."""
+    s = campaign.strategy
+    lookback = _lookback(campaign, 365)
+    lo, hi = s.price_ratio
+    last = (
+        _latest_per_category(hist.filter(pl.col("ts") >= ctx.now - timedelta(days=lookback)))
+        .filter(pl.col("paid").is_not_null() & (pl.col("paid") > 0))
+        .with_columns((0.5 ** (_age_days(ctx.now) / max(lookback / 2.0, 1.0))).alias("recency"))
+    )
+    cand = (
+        last.select("_c", "customer_id", "_g", "paid", "recency", pl.col("item_id").alias("source_item_id"),
+                    pl.col("ts").alias("source_ts"))
+        .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category), on="_g")
+        .filter((pl.col("price") >= lo * pl.col("paid")) & (pl.col("price") <= hi * pl.col("paid"))
+                & (pl.col("item_id") != pl.col("source_item_id")))
+        .with_columns((pl.col("pop_norm") * pl.col("recency")).alias("score"))
+    )
+    return _as_candidates(cand, "upsell"), None
+
+
+def _new_in_category(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """New items (first sold recently) in the customer's favourite categories (90-day decayed share)."""
+    s = campaign.strategy
+    last = _latest_per_category(hist).select("_k", pl.col("item_id").alias("source_item_id"),
+                                             pl.col("ts").alias("source_ts"))
+    fav = (
+        hist.filter(pl.col("_k").is_not_null())
+        .with_columns((0.5 ** (_age_days(ctx.now) / 90.0)).alias("w"))
+        .group_by("_k").agg(pl.col("_c", "_g", "customer_id").first(), pl.col("w").sum())
+        .with_columns((pl.col("w") / pl.col("w").sum().over("_c")).alias("share"))
+    )
+    fav = _top_per_customer(fav, "share", "_g", s.top_categories).join(last, on="_k")
+    new = ctx.new_items(s.new_within_days)
+    new = new.filter(pl.col("new_norm").rank("min", descending=True).over("_g") <= s.per_category)
+    cand = fav.join(new, on="_g").with_columns((pl.col("share") * pl.col("new_norm")).alias("score"))
+    return _as_candidates(cand, "new_in_category"), None
+
+
+def _top(frame: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Rows whose score ranks in the best ``k`` of their customer (ties at the cut kept)."""
+    return frame.filter(pl.col("score").rank("min", descending=True).over("_c") <= k)
+
+
+def _top_per_customer(frame: pl.DataFrame, score: str, tie: str, k: int) -> pl.DataFrame:
+    """The ``k`` best rows per ``_c`` by ``score`` (ties: smallest ``tie``), deterministic."""
+    return (frame.sort(["_c", score, tie], descending=[False, True, False])
+            .group_by("_c", maintain_order=True).head(k))
+
+
+def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """Items due again: days since the last purchase within ``due_ratio`` × the expected interval."""
+    s = campaign.strategy
+    ba = ctx.hybrid.generators.get("buy_again")
+    if ba is None:
+        return _empty(), None
+    ctx.refresh()
+    if s.categories:
+        repl = list(s.categories)
+    else:
+        table = ba.replenishable_categories()  # type: ignore[attr-defined]
+        repl = table.filter(pl.col("replenishable"))["category"].to_list()
+    if not repl:
+        return _empty(), None
+    rec = ba.recommend_with_sources(  # type: ignore[attr-defined]
+        list(ids), 50, at=ctx.now, on_unknown="empty")
+    lo, hi = s.due_ratio
+    cand = (
+        rec.join(ctx.items.select("item_id", "_i", "category"), on="item_id")
+        .filter(pl.col("category").is_in(repl))
+        .with_columns(((pl.lit(ctx.now, pl.Datetime("us")) - pl.col("last_bought_ts")).dt.total_seconds()
+                       / _SECONDS_PER_DAY / pl.col("expected_interval_days")).alias("due_ratio"))
+        .filter((pl.col("due_ratio") >= lo) & (pl.col("due_ratio") <= hi))
+        .with_columns(pl.col("item_id").alias("source_item_id"), pl.col("last_bought_ts").alias("source_ts"))
+        .join(_positions(ids), on="customer_id")
+    )
+    out = _as_candidates(cand, "replenish_due")
+    return out, out.select("customer_id", "item_id", pl.lit(True).alias("due"))
+
+
+def _winback(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
+    """The customer's personal hybrid ranking, restricted to items they never bought."""
+    ctx.refresh()
+    known = [c for c in ids if c in ctx.hybrid.history]
+    if not known:
+        return _empty(), None
+    ranked = ctx.hybrid.rank(known, ctx.now)
+    bought = hist.select("customer_id", "item_id").unique()
+    cand = (ranked.join(bought, on=["customer_id", "item_id"], how="anti")
+            .join(ctx.items.select("item_id", "_i"), on="item_id").join(_positions(ids), on="customer_id"))
+    return _as_candidates(cand, pl.col("reason_type")), None
+
+
+def _positions(ids: Sequence[str]) -> pl.DataFrame:
+    return pl.DataFrame({"customer_id": list(ids), "_c": np.arange(len(ids), dtype=np.int32)},
+                        schema={"customer_id": pl.String, "_c": pl.Int32})
+
+
+STRATEGIES: dict[str, StrategyFn] = {
+    "complements": _complements,
+    "replenishment": _replenishment,
+    "upsell": _upsell,
+    "new_in_category": _new_in_category,
+    "welcome": _welcome,
+    "winback": _winback,
+}
+
+
+def candidates(ctx: PickContext, campaign: Campaign, customer_ids: Sequence[str],
+               hist: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Candidates of ``campaign.strategy`` for a batch: ``(candidates, replenish_due or None)``.
+
+    ``hist`` is the batch's purchases from ``PickContext.batches``.  Candidates follow
+    ``CANDIDATE_SCHEMA``, one row per (customer, item), catalogue items only, restricted to
+    ``strategy.categories`` when given.
+    """
+    strategy = campaign.strategy
+    cand, due = STRATEGIES[strategy.kind](ctx, campaign, customer_ids, hist)
+    if strategy.categories and cand.height:
+        keep = ctx.category_codes.filter(pl.col("category").is_in(strategy.categories))["_g"].to_numpy()
+        cand = cand.filter(pl.Series(np.isin(ctx.item_group[cand["_i"].to_numpy()], keep)))
+    return cand, due
