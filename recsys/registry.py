@@ -92,8 +92,13 @@ class Registry:
     # ------------------------------------------------------------------ read
     def versions(self) -> list[ModelVersion]:
         """All versions, newest first."""
+        bentoml = _bentoml()
+        try:
+            models = bentoml.models.list(MODEL_NAME)
+        except bentoml.exceptions.NotFound:  # an empty store: no versions, not an error
+            return []
         out = []
-        for m in _bentoml().models.list(MODEL_NAME):
+        for m in models:
             out.append(ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata)))
         return sorted(out, key=lambda v: v.created, reverse=True)
 
