@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 from typing import Annotated, Literal
 
-import polars as pl
 import typer
 
 from pipelines._common import echo_report, fail, load
