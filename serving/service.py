@@ -59,6 +59,24 @@ class _NoBodies(logging.Filter):
 logging.getLogger("bentoml._internal.server.http_app").addFilter(_NoBodies())
 
 
+def quiet_gc() -> None:
+    """Remove the ~150 ms pauses that hit about one request per second under load.
+
+    Measured cause: CPython's full (generation-2) garbage collection.  Every request allocates a few
+    dozen container objects, so roughly every thousand requests the collector walks *all* live objects —
+    BentoML's and starlette's modules plus the loaded bundle (id maps, catalogue dicts, precomputed
+    rankings): 100–190 ms during which nothing is served (p50 0.5 ms, max 186 ms on GET /livez).  Freezing
+    everything alive after start-up moves it out of the collector's reach (``gc.freeze``), and a larger
+    generation-0 threshold makes collections of the short-lived request garbage rarer; reference cycles
+    are still collected.  Called again after each model swap (serving/state.py).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 class Unauthorized(BentoMLException):
     from http import HTTPStatus
 
@@ -129,6 +147,7 @@ class CrossSell:
         self.state = ServingState(self.settings)
         self.state.start()
         _state = self.state
+        quiet_gc()
 
     def __is_ready__(self) -> bool:
         return self.state.ready

@@ -122,6 +122,10 @@ class ServingState:
             self._erasures_seen = -1
             self.apply_erasures()
         self.last_error = None
+        import gc
+
+        gc.collect()  # the old version's objects go now, in the background thread, not during a request
+        gc.freeze()
         log.info("serving %s (loaded and %d customers precomputed in %.2fs, %d stored events replayed)", tag, ready,
                  time.perf_counter() - t0, events.height)
         return True
