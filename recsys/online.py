@@ -108,6 +108,7 @@ class OnlineRecommender:
         #: Ranked candidates per known customer, computed in batch (cheap per customer) when a version
         #: is loaded; a customer's entry is dropped when their events arrive, so they take the live path.
         self.precomputed: dict[str, pl.DataFrame] = {}
+        self._popular_cache: dict[tuple[str | None, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def precompute(self, *, batch: int = 2000, max_customers: int | None = None) -> int:
         """Rank every known customer's candidates in batches (the batch path costs a fraction of the
@@ -192,9 +193,11 @@ class OnlineRecommender:
                 out = pl.concat([out, self._filtered_popular(filters, exclude=[*out["item_id"], *context],
                                                              n=n - out.height, cid=cid)], how="diagonal_relaxed")
         out = out.head(n)
-        return out.with_columns(
-            pl.col("item_id").replace_strict(self.item_category, default=None, return_dtype=pl.String).alias("category")
-        ).select("item_id", "score", "category", "reason_type", "source_item_id", "source_ts")
+        # a dict lookup per returned item: replace_strict would turn the whole catalogue dict into a
+        # mapping on every request (~20 ms for 92k items)
+        cats = pl.Series("category", [self.item_category.get(i) for i in out["item_id"].to_list()], dtype=pl.String)
+        return out.with_columns(cats).select("item_id", "score", "category", "reason_type", "source_item_id",
+                                             "source_ts")
 
     def _context_candidates(self, cid: str, items: list[str]) -> pl.DataFrame:
         """Complements of the page/cart items: bought-with items, then popular items of complement categories."""
@@ -218,7 +221,7 @@ class OnlineRecommender:
                 comp = cc.complements(known_cats, 4)  # type: ignore[attr-defined]
                 src_of = {self.item_category.get(i): i for i in items}
                 for source, target, lift in comp.select("source", "target", "lift").iter_rows():
-                    ids, scores = pop.popular(6, category=target)  # type: ignore[attr-defined]
+                    ids, scores = self._popular_in(target, 6)
                     for rank, (i, s) in enumerate(zip(ids, scores, strict=True)):
                         if i != PAD_ID:
                             rows.append({"item_id": i, "score": float(lift) / (1.0 + rank),
@@ -232,20 +235,24 @@ class OnlineRecommender:
             .with_columns(pl.lit(cid).alias("customer_id"), pl.lit(None, pl.Datetime("us")).alias("source_ts"))
         )
 
+    def _popular_in(self, category: str | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bestsellers of a category, memoised: fixed for a bundle, and a scan of the whole catalogue."""
+        key = (category, n)
+        hit = self._popular_cache.get(key)
+        if hit is None:
+            hit = self.hybrid.generators["popularity"].popular(n, category=category)  # type: ignore[attr-defined]
+            self._popular_cache[key] = hit
+        return hit
+
     def _filter(self, frame: pl.DataFrame, f: Filters) -> pl.DataFrame:
-        cond = pl.lit(True)
-        if f.categories:
-            cond &= pl.col("item_id").replace_strict(self.item_category, default=None,
-                                                     return_dtype=pl.String).is_in(list(f.categories))
-        if f.exclude_item_ids:
-            cond &= ~pl.col("item_id").is_in(list(f.exclude_item_ids))
-        if f.price_min is not None or f.price_max is not None:
-            price = pl.col("item_id").replace_strict(self.item_price, default=None, return_dtype=pl.Float64)
-            if f.price_min is not None:
-                cond &= price >= f.price_min
-            if f.price_max is not None:
-                cond &= price <= f.price_max
-        return frame.filter(cond)
+        ids = frame["item_id"].to_list()
+        keep = [
+            (not f.categories or self.item_category.get(i) in f.categories)
+            and i not in f.exclude_item_ids
+            and _in_band(self.item_price.get(i), f.price_min, f.price_max)
+            for i in ids
+        ]
+        return frame.filter(pl.Series(keep, dtype=pl.Boolean))
 
     def _filtered_popular(self, f: Filters, *, exclude: Sequence[str], n: int, cid: str) -> pl.DataFrame:
         pool = self._filter(self.popular_frame, f).filter(~pl.col("item_id").is_in(list(exclude))).head(n)
@@ -268,7 +275,7 @@ class OnlineRecommender:
             rows += [(i, float(s), "similar_items") for i, s in zip(ids[0], scores[0], strict=True) if i != PAD_ID]
         if len(rows) < n:
             cat = self.item_category.get(item_id)
-            ids, scores = self.hybrid.generators["popularity"].popular(n + len(rows) + 1, category=cat)  # type: ignore[attr-defined]
+            ids, scores = self._popular_in(cat, n + len(rows) + 1)
             seen = {r[0] for r in rows} | {item_id}
             rows += [(i, float(s), "popular") for i, s in zip(ids, scores, strict=True)
                      if i != PAD_ID and i not in seen][: n - len(rows)]
@@ -276,7 +283,7 @@ class OnlineRecommender:
 
     def popular(self, category: str | None = None, n: int = 12) -> pl.DataFrame:
         """Bestsellers overall or in a category (unknown category: empty list)."""
-        ids, scores = self.hybrid.generators["popularity"].popular(n, category=category)  # type: ignore[attr-defined]
+        ids, scores = self._popular_in(category, n)
         return self._plain([(i, float(s), "popular") for i, s in zip(ids, scores, strict=True) if i != PAD_ID])
 
     def _plain(self, rows: list[tuple[str, float, str]]) -> pl.DataFrame:
@@ -343,6 +350,14 @@ class OnlineRecommender:
                 self.cache.drop_customer(cid)
                 self.precomputed.pop(cid, None)
             return removed
+
+
+def _in_band(price: float | None, lo: float | None, hi: float | None) -> bool:
+    if lo is None and hi is None:
+        return True
+    if price is None:
+        return False
+    return (lo is None or price >= lo) and (hi is None or price <= hi)
 
 
 def _empty_ranked() -> pl.DataFrame:
