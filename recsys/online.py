@@ -213,7 +213,6 @@ class OnlineRecommender:
                     rows.append({"item_id": i, "score": float(s), "reason_type": "bought_with",
                                  "source_item_id": items[0]})
         cc = gens.get("category_complements")
-        pop = gens["popularity"]
         if cc is not None:
             cats = [c for c in dict.fromkeys(self.item_category.get(i) for i in items) if c]
             known_cats = [c for c in cats if c in cc.category_index_]  # type: ignore[attr-defined]

@@ -95,6 +95,8 @@ async def _status(request: Request) -> JSONResponse:
 
 
 extra = Starlette(routes=[Route("/status", _status, methods=["GET"])])
+from serving.demo import demo_routes  # TEMP-DEMO-WIRING
+extra.routes.extend(demo_routes(lambda: _state))  # TEMP-DEMO-WIRING
 
 
 def _reason_text(reason: str, source: str | None, when: datetime | None, names: dict[str, Any]) -> str | None:
