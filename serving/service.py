@@ -171,7 +171,7 @@ class CrossSell:
 
     # ----------------------------------------------------------- endpoints
     @bentoml.api(route="/recommend")
-    def recommend(self, req: RecommendRequest, /, ctx: bentoml.Context) -> RecommendResponse:
+    async def recommend(self, req: RecommendRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Personalised items for a widget (product page, cart, home, for you, email)."""
         self._check_key(ctx, write=False)
         online = self._online()
@@ -182,7 +182,7 @@ class CrossSell:
         return RecommendResponse(model_version=online.version, items=_items(frame, online, req.explain))
 
     @bentoml.api(route="/complements")
-    def complements(self, req: ComplementsRequest, /, ctx: bentoml.Context) -> RecommendResponse:
+    async def complements(self, req: ComplementsRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """"Goes well with" a product (one id) or a cart (several ids)."""
         self._check_key(ctx, write=False)
         online = self._online()
@@ -190,7 +190,7 @@ class CrossSell:
         return RecommendResponse(model_version=online.version, items=_items(frame, online, True))
 
     @bentoml.api(route="/similar")
-    def similar(self, req: SimilarRequest, /, ctx: bentoml.Context) -> RecommendResponse:
+    async def similar(self, req: SimilarRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Items similar to one item."""
         self._check_key(ctx, write=False)
         online = self._online()
@@ -198,7 +198,7 @@ class CrossSell:
                                  items=_items(online.similar(req.item_id, req.n), online, True))
 
     @bentoml.api(route="/popular")
-    def popular(self, req: PopularRequest, /, ctx: bentoml.Context) -> RecommendResponse:
+    async def popular(self, req: PopularRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Bestsellers overall or in one category."""
         self._check_key(ctx, write=False)
         online = self._online()
