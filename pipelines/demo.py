@@ -95,6 +95,7 @@ def demo(
     env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=f"sqlite:///{(workdir / 'state.db').resolve()}",
                BENTOML_DO_NOT_TRACK="True", OPENBLAS_NUM_THREADS="1")
     env.setdefault("RECSYS_API_KEY", "demo-key")
+    env["RECSYS_DEMO"] = "1"  # the storefront page at /demo (it shows purchase histories: demo only)
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--port", str(port),
                              "--host", "127.0.0.1", "--working-dir", str(PROJECT_ROOT)], env=env, cwd=PROJECT_ROOT)
     try:
@@ -108,7 +109,7 @@ def demo(
         typer.echo(f"[5] serving {tag} on {url} (recsys serve). Try it:\n\n"
                    f"  curl -s -X POST {url}/recommend -H 'content-type: application/json' -d '{body}'\n")
         typer.echo(json.dumps(answer, indent=2))
-        typer.echo(f"\nOpenAPI docs: {url}/docs · Ctrl+C stops the service.")
+        typer.echo(f"\nOpen the storefront demo: {url}/demo · OpenAPI docs: {url}/docs · Ctrl+C stops the service.")
         if serve_seconds is not None:
             time.sleep(serve_seconds)
         else:

@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from recsys.online import Filters as OnlineFilters
 from recsys.online import OnlineRecommender
+from serving.demo import demo_routes
 from serving.schemas import (
     ComplementsRequest,
     EraseRequest,
@@ -95,8 +96,7 @@ async def _status(request: Request) -> JSONResponse:
 
 
 extra = Starlette(routes=[Route("/status", _status, methods=["GET"])])
-from serving.demo import demo_routes  # TEMP-DEMO-WIRING
-extra.routes.extend(demo_routes(lambda: _state))  # TEMP-DEMO-WIRING
+extra.routes.extend(demo_routes(lambda: _state))  # /demo storefront page: off unless RECSYS_DEMO=1
 
 
 def _reason_text(reason: str, source: str | None, when: datetime | None, names: dict[str, Any]) -> str | None:
