@@ -103,6 +103,30 @@ def run_wrk(wrk: str, url: str, script: Path, conc: int, duration: float) -> dic
     return r
 
 
+def sequential_client(port: int, route: str, bodies: list[str] | None, seconds: float = 6.0) -> dict:
+    """One keep-alive connection, one request at a time, timed in Python: a cross-check of wrk's
+    percentiles (on this machine wrk's tail percentiles came out far above what any single request took)."""
+    import http.client
+
+    import numpy as np
+
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    times, i, end = [], 0, time.time() + seconds
+    while time.time() < end:
+        t0 = time.perf_counter()
+        if bodies is None:
+            conn.request("GET", route)
+        else:
+            conn.request("POST", route, bodies[i % len(bodies)], {"content-type": "application/json"})
+            i += 1
+        resp = conn.getresponse()
+        resp.read()
+        times.append((time.perf_counter() - t0) * 1000)
+    arr = np.array(times)
+    return {"requests": len(arr), "rps": len(arr) / seconds, "p50": float(np.percentile(arr, 50)),
+            "p95": float(np.percentile(arr, 95)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max())}
+
+
 def in_process(tag: str, customers: list[str]) -> dict:
     import numpy as np
 
@@ -180,6 +204,11 @@ def main() -> None:
                 results[f"{name}@{conc}"] = {"endpoint": name, "concurrency": conc, **r}
                 print(f"  {name:<13} c={conc:<3} {r['rps']:>8.0f} req/s  p50 {r['p50']:6.2f}  p95 {r['p95']:6.2f}  "
                       f"p99 {r['p99']:7.2f} ms  errors {r['errors']}", flush=True)
+        seq = {
+            "/livez": sequential_client(port, "/livez", None),
+            "/recommend": sequential_client(port, "/recommend", [json.dumps({"customer_id": c, "placement": "for_you",
+                                                                             "n": 12}) for c in customers]),
+        }
     finally:
         server.terminate()
         try:
@@ -193,6 +222,10 @@ def main() -> None:
         r["ratio_to_livez"] = r["rps"] / floor
         print(f"{r['endpoint']:<14}{r['concurrency']:>5}{r['rps']:>10.0f}{r['ratio_to_livez']:>9.2f}{r['p50']:>9.2f}"
               f"{r['p95']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8}")
+    print("\ncross-check, one connection timed in Python (c=1):")
+    for name, r in seq.items():
+        print(f"  {name:<13} {r['rps']:>7.0f} req/s  p50 {r['p50']:.2f}  p95 {r['p95']:.2f}  p99 {r['p99']:.2f}  "
+              f"max {r['max']:.1f} ms")
     print(f"\nin-process cost of one recommendation (no HTTP, cache off): served from the precomputed ranking "
           f"{proc['precomputed_ms']:.2f} ms, live ranking {proc['live_ranking_ms']:.2f} ms (median)")
     rec16, p99_4 = results.get("/recommend@16", {}), results.get("/recommend@4", {}).get("p99")
@@ -201,7 +234,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "serve.json"
     out.write_text(json.dumps({"tag": tag, "dataset": args.dataset, "duration_s": args.duration,
-                               "results": results, "in_process": proc, "load_average": os.getloadavg()},
+                               "results": results, "sequential_client": seq, "in_process": proc, "load_average": os.getloadavg()},
                               indent=2))
     print(f"wrote {out}")
 
