@@ -26,6 +26,7 @@ from recsys.bundle import Bundle  # noqa: E402
 from recsys.online import Filters, OnlineRecommender  # noqa: E402
 from recsys.ranking._candidates import collect_candidates, widen  # noqa: E402
 from recsys.ranking._features import build_features  # noqa: E402
+from recsys.ranking._single import single_candidates, single_features  # noqa: E402
 from recsys.rules import load_placements  # noqa: E402
 
 
@@ -80,8 +81,14 @@ def main() -> None:
     stages["features"] = timed(lambda c: build_features(wide[c], h.history.of(c), h.stats, now), customers)
     feats = {c: build_features(wide[c], h.history.of(c), h.stats, now) for c in customers}
     stages["ranker score"] = timed(lambda c: h.score(feats[c]), customers)
-    stages["rank (all of the above)"] = timed(lambda c: h.rank([c], now), customers)
-    ranked = {c: h.rank([c], now) for c in customers}
+    stages["rank, batch path for one customer (all of the above)"] = timed(lambda c: h.rank([c], now), customers)
+    stages["per-request path: candidates (dicts + arrays)"] = timed(lambda c: single_candidates(h, c), customers)
+    cand = {c: single_candidates(h, c) for c in customers}
+    stages["per-request path: features"] = timed(
+        lambda c: single_features(cand[c], h.history.of(c), h.item_lookup, now), customers)
+    stages["per-request path: rank_one (candidates → features → score)"] = timed(
+        lambda c: h.rank_one(c, now), customers)
+    ranked = {c: h.rank_one(c, now) for c in customers}
     rules = online.rules["for_you"]
     cols = ["customer_id", "item_id", "score", "reason_type", "source_item_id", "source_ts"]
     stages["business rules (for_you)"] = timed(

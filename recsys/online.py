@@ -172,7 +172,7 @@ class OnlineRecommender:
         if known:
             ranked = self.precomputed.get(cid)
             if ranked is None:
-                ranked = self.hybrid.rank([cid], now)
+                ranked = self.hybrid.rank_one(cid, now)
             parts.append((ranked, 1.0))
         ctx = self._context_candidates(cid, [i for i in context if self.knows_item(i)])
         if ctx.height:

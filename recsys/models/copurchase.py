@@ -35,6 +35,8 @@ __all__ = ["CoPurchase"]
 _DAY = 86_400.0
 _US = 1_000_000
 _BLOCK_CELLS = 2_000_000
+#: Below this many (history item × neighbour) rows, sources are found with a numpy sort rather than a join.
+_SMALL_EXPANSION = 200_000
 
 
 # ------------------------------------------------------------------------------ shared helpers
@@ -527,11 +529,28 @@ class CoPurchase(Recommender):
         exp_local, exp_pos = gather_rows(self.nb_indptr_, hist_items)
         exp_b = local[exp_local]
         exp_j = self.nb_indices_[exp_pos].astype(np.int64)
-        wanted = pl.DataFrame({"key": b * n_items + items, "k": np.arange(len(b))})
+        keys = b * n_items + items
+        exp_key = exp_b * n_items + exp_j
+        if len(exp_key) <= _SMALL_EXPANSION:
+            # one customer (the per-request path): a sort of a few thousand rows in numpy beats
+            # building frames for a join
+            contrib = w[exp_local] * self.nb_score_[exp_pos].astype(np.float64)
+            order_k = np.argsort(keys, kind="stable")
+            at = np.searchsorted(keys, exp_key, sorter=order_k)
+            at = np.minimum(at, len(keys) - 1)
+            hit = keys[order_k[at]] == exp_key
+            kk = order_k[at[hit]]
+            hi = hist_items[exp_local][hit]
+            order = np.lexsort((hi, -contrib[hit], kk))  # by k, then contrib desc, then item
+            kk, first = kk[order], np.r_[True, kk[order][1:] != kk[order][:-1]]
+            src_item[kk[first]] = hi[order][first]
+            src_ts[kk[first]] = self.hist_ts_[pos][exp_local][hit][order][first]
+            return src_item, src_ts
+        wanted = pl.DataFrame({"key": keys, "k": np.arange(len(b))})
         best = (
             pl.DataFrame(
                 {
-                    "key": exp_b * n_items + exp_j,
+                    "key": exp_key,
                     "i": hist_items[exp_local],
                     "ts": self.hist_ts_[pos][exp_local],
                     "contrib": w[exp_local] * self.nb_score_[exp_pos].astype(np.float64),

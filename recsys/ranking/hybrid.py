@@ -22,6 +22,7 @@ from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._candidates import collect_candidates, widen
 from recsys.ranking._features import ItemStats, build_features, feature_names, to_matrix
+from recsys.ranking._single import ItemLookup, rank_one
 from recsys.ranking._trees import TreeEnsemble
 
 __all__ = ["HybridRecommender", "fit_ranker", "label_candidates"]
@@ -149,6 +150,21 @@ class HybridRecommender:
         return out.with_columns(
             pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank")
         ).select(list(OUTPUT_SCHEMA))
+
+    def rank_one(self, customer_id: str, now: datetime, *, new_only: bool = False) -> pl.DataFrame:
+        """``rank([customer_id], now)`` on the per-request path (dictionaries and arrays, no joins):
+        the same features, scores and order, returning ``customer_id, item_id, score, reason_type,
+        source_item_id, source_ts``."""
+        return rank_one(self, customer_id, now, new_only=new_only)
+
+    @property
+    def item_lookup(self) -> ItemLookup:
+        """Item statistics as dictionaries for ``rank_one``, built on first use (fixed per bundle)."""
+        lookup = self.__dict__.get("_item_lookup")
+        if lookup is None or lookup[0] is not self.stats:
+            lookup = (self.stats, ItemLookup.of(self.stats))
+            self.__dict__["_item_lookup"] = lookup
+        return lookup[1]
 
     @property
     def reference_time(self) -> datetime:
