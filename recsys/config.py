@@ -49,6 +49,11 @@ class RankerSpec(_Strict):
     negatives_per_positive: float | None = 30.0
     #: Cap on label-window customers used to train the ranker (time bound on big shops).
     max_customers: int | None = 20000
+    #: Label windows the ranker trains on, stacked back from the test cut-off (each
+    #: ``split.validation_days`` long, generators refitted before each).  One window learns that
+    #: window's quirks (on Complete Journey: a pre-holiday fortnight); two give twice the positives
+    #: and a ranker that holds up on a different period, for one more generator fit.
+    windows: int = Field(1, ge=1, le=8)
 
 
 class SplitSpec(_Strict):

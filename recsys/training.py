@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -118,6 +118,22 @@ def candidate_recall(frame: pl.DataFrame, future: pl.DataFrame) -> float:
     return hit / truth.height
 
 
+def _label_window(split: Split, w: int, days: float) -> tuple[Dataset, Dataset] | None:
+    """Ranker window ``w`` (0 = the validation window just before the test cut-off, 1 = the one before
+    it, …): (purchases before it, purchases in it)."""
+    assert split.validation_cutoff is not None and split.validation is not None
+    if w == 0:
+        return split.train, split.validation
+    end = split.validation_cutoff - timedelta(days=days) * (w - 1)
+    start = end - timedelta(days=days)
+    inter = split.train.interactions
+    before = split.train.with_interactions(inter.filter(pl.col("ts") < start))
+    inside = split.train.with_interactions(inter.filter((pl.col("ts") >= start) & (pl.col("ts") < end)))
+    if before.purchases.height == 0 or inside.purchases.height == 0:
+        return None
+    return before, inside
+
+
 def _active(window: Dataset, known: frozenset[str] | None = None) -> list[str]:
     ids = window.purchases["customer_id"].unique().sort().to_list()
     return [c for c in ids if known is None or c in known]
@@ -143,37 +159,58 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
     ranker = ranker_new = None
     ranker_info: dict[str, Any] = {"kind": cfg.ranker.kind}
     if cfg.ranker.kind == "gbdt":
-        with timer("fit generators (A)"):
-            gens_a, _ = fit_generators(split.train, cfg, timer=timer, label="A", progress=progress)
-        stats_a = ItemStats().fit(split.train)
-        hybrid_a = HybridRecommender(gens_a, stats_a, PurchaseHistory(split.train.interactions),
-                                     candidates={k: v for k, v in candidates.items() if k in gens_a})
-        val_customers = _active(split.validation, split.known_customers)
-        if cfg.ranker.max_customers and len(val_customers) > cfg.ranker.max_customers:
-            import random
+        frames, frames_new = [], []
+        names: list[str] = []
+        for w in range(cfg.ranker.windows):
+            window = _label_window(split, w, cfg.split.validation_days)
+            if window is None:
+                log.warning("ranker window %d skipped: no purchases before it or in it", w + 1)
+                continue
+            before, labels_ds = window
+            tag = "A" if w == 0 else f"A{w + 1}"
+            with timer(f"fit generators ({tag})"):
+                gens_a, _ = fit_generators(before, cfg, timer=timer, label=tag, progress=progress)
+            hybrid_a = HybridRecommender(gens_a, ItemStats().fit(before), PurchaseHistory(before.interactions),
+                                         candidates={k: v for k, v in candidates.items() if k in gens_a})
+            known = frozenset(before.interactions["customer_id"].unique().to_list())
+            val_customers = _active(labels_ds, known)
+            if cfg.ranker.max_customers and len(val_customers) > cfg.ranker.max_customers:
+                import random
 
-            val_customers = sorted(random.Random(cfg.seed).sample(val_customers, cfg.ranker.max_customers))
-        with timer("ranker candidates"):
-            frame = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time)
-            labels = label_candidates(frame, split.validation.purchases)
-        ranker_info["validation_candidate_recall"] = round(candidate_recall(frame, split.validation.purchases), 4)
-        ranker_info["candidates_per_customer"] = round(frame.height / max(1, len(val_customers)), 1)
+                val_customers = sorted(random.Random(cfg.seed + w).sample(val_customers, cfg.ranker.max_customers))
+            with timer(f"ranker candidates ({tag})"):
+                frame = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time)
+                frame_new = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time, new_only=True)
+                frame_new = frame_new.filter(pl.col("ci_count") == 0)
+            names = names or hybrid_a.features
+            if w == 0:
+                ranker_info["validation_candidate_recall"] = round(candidate_recall(frame, labels_ds.purchases), 4)
+                ranker_info["candidates_per_customer"] = round(frame.height / max(1, len(val_customers)), 1)
+            # a customer's rows in two windows are two ranking queries: keep them apart
+            suffix = pl.col("customer_id") + f"#w{w}"
+            frames.append(frame.with_columns(pl.Series("_y", label_candidates(frame, labels_ds.purchases)))
+                          .with_columns(suffix))
+            frames_new.append(frame_new.with_columns(
+                pl.Series("_y", label_candidates(frame_new, labels_ds.purchases))).with_columns(suffix))
+            del hybrid_a, gens_a, frame, frame_new
+        ranker_info["windows"] = len(frames)
         with timer("fit ranker"):
             kw = dict(max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
                       max_leaf_nodes=cfg.ranker.max_leaf_nodes,
                       negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed)
             try:
-                ranker, info = fit_ranker(frame, labels, hybrid_a.features, **kw)
+                if not frames:
+                    raise ValueError("no label window with purchases before and in it")
+                stacked = pl.concat(frames, how="diagonal_relaxed")
+                ranker, info = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names, **kw)
                 ranker_info.update(info)
-                frame_new = hybrid_a.candidate_frame(val_customers, now=hybrid_a.reference_time, new_only=True)
-                frame_new = frame_new.filter(pl.col("ci_count") == 0)
-                ranker_new, info_new = fit_ranker(frame_new, label_candidates(frame_new, split.validation.purchases),
-                                                  hybrid_a.features, **kw)
+                stacked = pl.concat(frames_new, how="diagonal_relaxed")
+                ranker_new, info_new = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names, **kw)
                 ranker_info["new_only"] = info_new
             except ValueError as exc:
                 log.warning("ranker not trained (%s); using the reciprocal-rank blend", exc)
                 ranker_info["error"] = str(exc)
-        del hybrid_a, gens_a, frame
+        del frames, frames_new
 
     # -- stage B: everything before the test cut-off ------------------------------------------
     fit_data = split.train.with_interactions(

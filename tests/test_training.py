@@ -48,7 +48,16 @@ def _with_leak(ds: Dataset, holdout_days: float) -> Dataset:
 @pytest.fixture(scope="module")
 def trained() -> tuple[Dataset, TrainResult]:
     ds = _with_leak(generate_shop(seed=1, n_customers=1500).dataset, 14)
-    return ds, train(ds, _cfg(), progress=False)
+    # two ranker windows: the leak test below then also covers the earlier window's generators
+    return ds, train(ds, _cfg(ranker={"max_iter": 30, "windows": 2}), progress=False)
+
+
+def test_ranker_trains_on_two_stacked_windows(trained) -> None:  # type: ignore[no-untyped-def]
+    _, result = trained
+    info = result.info["ranker"]
+    assert info["windows"] == 2
+    assert "error" not in info
+    assert info["positives"] > 0 and info["new_only"]["positives"] > 0
 
 
 def test_metrics_table_has_served_and_every_baseline(trained) -> None:  # type: ignore[no-untyped-def]
