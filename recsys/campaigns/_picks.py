@@ -27,12 +27,13 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import Bundle
+from recsys.campaigns._codes import codes_of, paid_median
 from recsys.campaigns._config import Campaign, Exclusions
 from recsys.dataset import Dataset
 from recsys.models.base import PAD_ID
 from recsys.rules import PlacementRules
 
-__all__ = ["PickContext", "STRATEGIES", "candidates", "CANDIDATE_SCHEMA"]
+__all__ = ["PickContext", "STRATEGIES", "CHECKED_STRATEGIES", "candidates", "rank_within", "CANDIDATE_SCHEMA"]
 
 log = logging.getLogger(__name__)
 
@@ -61,26 +62,64 @@ def _age_days(now: datetime) -> pl.Expr:
     return (pl.lit(now, pl.Datetime("us")) - pl.col("ts")).dt.total_seconds() / _SECONDS_PER_DAY
 
 
-def _best_per_key(frame: pl.DataFrame, key: str | list[str], score: str, tie: str) -> pl.DataFrame:
-    """One row per ``key``: the highest ``score``, ties to the smallest ``tie`` (window filters, no sort)."""
+def rank_within(group: np.ndarray, score: pl.Series) -> np.ndarray:
+    """``score.rank("min", descending=True).over(group)`` in numpy (null scores rank last of all).
+
+    Why: polars ranks window by window, which over ~100k small groups (customer × category) costs
+    several times one two-key sort plus a few array passes.  NaN ranks above every number and ties
+    share the best rank, as in polars; a null score gets the largest int64 (polars: null, which no
+    ``<= n`` filter keeps either).
+    """
+    n = len(group)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    s = score.cast(pl.Float64)
+    order = (pl.DataFrame({"g": group, "s": s})
+             .select(pl.arg_sort_by(["g", "s"], descending=[False, True], nulls_last=True))
+             .to_series().to_numpy())
+    g = group[order]
+    v = s.fill_null(np.nan).to_numpy()[order]
+    null = s.is_null().to_numpy()[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = g[1:] != g[:-1]
+    same = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]) & (null[1:] == null[:-1]))
+    new_value = new_group.copy()
+    new_value[1:] |= ~same
+    at = np.arange(n)
+    rank = (np.maximum.accumulate(np.where(new_value, at, 0))
+            - np.maximum.accumulate(np.where(new_group, at, 0)) + 1)
+    rank[null] = np.iinfo(np.int64).max
+    out = np.empty(n, dtype=np.int64)
+    out[order] = rank
+    return out
+
+
+def _best_per_key(frame: pl.DataFrame, key: str, score: str, tie: str) -> pl.DataFrame:
+    """One row per ``key``: the highest ``score``, ties to the smallest ``tie`` (window filters, no sort).
+
+    ``key`` and ``tie`` should be integer columns (a combined key, an item's ``PickContext.item_rank``):
+    windows over one integer column cost half those over several or over strings.
+    """
     best = frame.filter(pl.col(score) == pl.col(score).max().over(key))
     best = best.filter(pl.col(tie) == pl.col(tie).min().over(key))
     return best.unique(key, keep="any")
 
 
-def _with_paid_prices(data: Dataset) -> pl.DataFrame:
+def _with_paid_prices(items: pl.DataFrame, purchases: pl.DataFrame, item_ids: pl.Series) -> pl.DataFrame:
     """The catalogue, items without a list price priced at the median unit price paid for them.
 
     Grocery exports (Complete Journey) carry prices on purchase lines only; upsell needs a price per
-    item, and so does the email placement's upsell band.
+    item, and so does the email placement's upsell band.  ``purchases`` carries the item code ``_i``
+    (position in ``item_ids``, the catalogue's distinct ids), so the medians group on integers.
     """
-    items = data.items
     if "price" not in items.columns or items["price"].null_count() == 0:
         return items
-    paid = data.purchases.filter(pl.col("price").is_not_null()).group_by("item_id").agg(
-        pl.col("price").median().alias("_paid"))
-    return (items.join(paid, on="item_id", how="left", maintain_order="left")
-            .with_columns(pl.coalesce(pl.col("price"), pl.col("_paid")).alias("price")).drop("_paid"))
+    median, known = paid_median(purchases["_i"], purchases["price"], item_ids.len())
+    row = codes_of(items["item_id"], item_ids)
+    at = row.fill_null(0).to_numpy().astype(np.int64)
+    ok = pl.Series(row.is_not_null().to_numpy() & known[at])
+    paid = pl.when(ok).then(pl.Series(median[at]))
+    return items.with_columns(pl.coalesce(pl.col("price"), paid).alias("price"))
 
 
 class PickContext:
@@ -107,7 +146,13 @@ class PickContext:
         self.hybrid = bundle.hybrid
         self.data = data
         self.now = now
-        self.catalogue = _with_paid_prices(data)
+        # Item codes ``_i``: positions among the catalogue's distinct ids (first occurrence order), hashed
+        # once for every purchase line; every later group-by and look-up by item works on them.
+        item_ids = data.items["item_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
+        coded = data.purchases.select(
+            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
+            codes_of(data.purchases["item_id"], item_ids).alias("_i"))
+        self.catalogue = _with_paid_prices(data.items, coded, item_ids)
         pop = self.hybrid.generators["popularity"]
         pop_frame = pl.DataFrame({
             "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),  # type: ignore[attr-defined]
@@ -117,7 +162,7 @@ class PickContext:
             "item_id", "category", pl.col("price").cast(pl.Float64),
             pl.col("in_stock").fill_null(True) if "in_stock" in self.catalogue.columns
             else pl.lit(True).alias("in_stock"),
-        ).unique("item_id", keep="first", maintain_order=True)
+        ).filter(pl.col("item_id").is_not_null()).unique("item_id", keep="first", maintain_order=True)
         cats = sorted(set(items["category"].drop_nulls().to_list()))
         #: Category code ``_g`` of each category name; customer × category keys are ``_c * n_groups + _g``.
         self.category_codes = pl.DataFrame({"category": cats, "_g": np.arange(len(cats), dtype=np.int32)},
@@ -126,11 +171,14 @@ class PickContext:
         self.categories: set[str] = set(cats)
         #: The catalogue with popularity, item code ``_i`` (row number) and category code ``_g``.
         self.items = (
-            items.join(pop_frame, on="item_id", how="left").with_columns(pl.col("pop").fill_null(0.0))
+            items.join(pop_frame, on="item_id", how="left", maintain_order="left")
+            .with_columns(pl.col("pop").fill_null(0.0))
             .with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int32))
             .join(self.category_codes, on="category", how="left", maintain_order="left")
         )
         self.n_items = self.items.height
+        #: Per item code: position of the item id in sorted order, an integer stand-in for "smallest id".
+        self.item_rank = self.items["item_id"].rank("ordinal").cast(pl.Int32) - 1
         #: Per item code: category code (-1 = none) and stock flag, for array look-ups.
         self.item_group = self.items["_g"].fill_null(-1).to_numpy().astype(np.int64)
         self.item_in_stock = self.items["in_stock"].to_numpy().astype(bool)
@@ -149,9 +197,9 @@ class PickContext:
         #: Global popularity ranking for the rules' fallback chain (as the service uses).
         self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
                                            "score": scores[keep].astype(np.float64)})
-        #: Purchases before ``now`` (the customers' facts), narrowed to what strategies read.
-        self.purchases = data.purchases.filter(pl.col("ts") < now).select(
-            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64))
+        #: Purchases before ``now`` (the customers' facts), narrowed to what strategies read, with the item
+        #: code ``_i`` (null for items missing from the catalogue).
+        self.purchases = coded.filter(pl.col("ts") < now)
         self.rules = rules
         excluded = set(rules.exclude_categories if rules else ()) | set(exclude.categories if exclude else ())
         excluded_codes = self.category_codes.filter(pl.col("category").is_in(sorted(excluded)))
@@ -170,25 +218,30 @@ class PickContext:
         """``(batch of customer ids, their purchases)`` in order, ``batch_size`` customers at a time.
 
         Purchases are those before ``now`` — ``customer_id, item_id, ts, price`` plus the item's
-        ``category`` and catalogue ``list_price`` — in no particular order (strategies never rely on row
-        order), with integer codes for fast group-bys: ``_c`` (customer's position in the batch), ``_i``
-        (item), ``_g`` (category) and ``_k = _c * n_groups + _g`` (one key per customer × category).
-        One hash join and one partition over the purchases serve every batch: no sort of the whole
-        purchase table, which is what makes a full-base run fast.
+        catalogue ``list_price`` — in no particular order (strategies never rely on row order), with
+        integer codes for fast group-bys: ``_c`` (customer's position in the batch), ``_i`` (item),
+        ``_g`` (category) and ``_k = _c * n_groups + _g`` (one key per customer × category); the item
+        columns are null for items missing from the catalogue.  One pass over the purchases (customer
+        ids cast to an ``Enum`` of the batch's ids, item look-ups by code) and one partition serve every
+        batch: no join or sort of the whole purchase table, which is what makes a full-base run fast.
         """
         ids = list(customer_ids)
         if not ids:
             return
-        pos = np.arange(len(ids), dtype=np.int32)
-        assign = pl.DataFrame({"customer_id": ids, "_c": pos % batch_size, "_b": pos // batch_size},
-                              schema={"customer_id": pl.String, "_c": pl.Int32, "_b": pl.Int32})
-        rows = (
-            self.purchases.lazy().join(assign.lazy(), on="customer_id")
-            .join(self.items.lazy().select("item_id", "category", pl.col("price").alias("list_price"),
-                                           "_i", "_g"), on="item_id", how="left")
-            .with_columns((pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"))
-            .collect()
-        )
+        if len(set(ids)) == len(ids):
+            pos = codes_of(self.purchases["customer_id"], pl.Series(ids, dtype=pl.String))
+            rows = self.purchases.with_columns(pos.alias("_pos")).filter(pl.col("_pos").is_not_null())
+        else:  # a customer listed twice appears in every batch position it holds
+            assign = pl.DataFrame({"customer_id": ids, "_pos": np.arange(len(ids), dtype=np.int32)},
+                                  schema={"customer_id": pl.String, "_pos": pl.Int32})
+            rows = self.purchases.join(assign, on="customer_id")
+        rows = rows.with_columns(
+            (pl.col("_pos") % batch_size).alias("_c"), (pl.col("_pos") // batch_size).alias("_b"),
+            pl.lit(self.items["price"]).gather(pl.col("_i")).alias("list_price"),
+            pl.lit(self.items["_g"]).gather(pl.col("_i")).alias("_g"),
+        ).with_columns(
+            (pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"),
+        ).drop("_pos")
         n_batches = (len(ids) + batch_size - 1) // batch_size
         if n_batches > 1:
             parts = rows.partition_by("_b", as_dict=True, include_key=False)
@@ -285,12 +338,12 @@ class PickContext:
         """
         if within_days not in self._new_items:
             start = self.now - timedelta(days=within_days)
-            first = self.purchases.group_by("item_id").agg(pl.col("ts").min().alias("first_ts"),
-                                                           pl.len().alias("sales"))
+            first = self.purchases.filter(pl.col("_i").is_not_null()).group_by("_i").agg(
+                pl.col("ts").min().alias("first_ts"), pl.len().alias("sales"))
             self._new_items[within_days] = (
                 first.filter(pl.col("first_ts") >= start)
                 .join(self.items.filter(pl.col("in_stock") & pl.col("_g").is_not_null())
-                      .select("item_id", "_i", "_g"), on="item_id")
+                      .select("item_id", "_i", "_g"), on="_i")
                 .with_columns((pl.col("sales") / pl.col("sales").max().over("_g")).cast(pl.Float64)
                               .alias("new_norm"))
                 .select("item_id", "_i", "_g", "new_norm")
@@ -326,6 +379,9 @@ class PickContext:
 
 
 # ------------------------------------------------------------------------- strategies
+#: Strategies whose candidates already passed ``PickContext.pickable`` (the run need not check again).
+CHECKED_STRATEGIES: frozenset[str] = frozenset({"complements"})
+
 #: (candidates, replenish_due or None)
 _Result = tuple[pl.DataFrame, pl.DataFrame | None]
 StrategyFn = Callable[[PickContext, Campaign, Sequence[str], pl.DataFrame], _Result]
@@ -383,13 +439,13 @@ def _fuse(parts: list[pl.DataFrame]) -> pl.DataFrame:
                        pl.lit(k).alias("_p"))
         for k, p in enumerate(parts)
     ]
-    both = pl.concat(ranked).with_columns((1.0 / (_RRF_K + pl.col("_r"))).alias("_rrf"))
-    key = ["_c", "_i"]
-    first = both.filter(pl.col("_r") == pl.col("_r").min().over(key))
-    first = first.filter(pl.col("_p") == pl.col("_p").min().over(key))
-    total = both.group_by(key).agg(pl.col("_rrf").sum().alias("_score"))
-    fused = first.join(total, on=key).with_columns(pl.col("_score").alias("score"))
-    return fused.select(list(CANDIDATE_SCHEMA))
+    ci = (pl.col("_c").cast(pl.Int64) * (1 << 32) + pl.col("_i")).alias("_ci")  # one integer key
+    order = pl.col("_r") * len(parts) + pl.col("_p")  # (rank, list) as one number
+    both = pl.concat(ranked).with_columns(ci).with_columns(
+        (1.0 / (_RRF_K + pl.col("_r"))).sum().over("_ci").alias("score"))
+    # the best-ranked row per (customer, item) carries reason and source; scores add up over lists
+    first = both.filter(order == order.min().over("_ci"))
+    return first.select(list(CANDIDATE_SCHEMA))
 
 
 def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
@@ -400,7 +456,8 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     sources = s.source_categories or ([bc.category] if bc is not None else [])
     recent = hist.filter((pl.col("ts") >= ctx.now - timedelta(days=lookback)) & pl.col("_k").is_not_null())
     if sources:
-        recent = recent.filter(pl.col("category").is_in(sources))
+        source_g = ctx.category_codes.filter(pl.col("category").is_in(sources))["_g"].implode()
+        recent = recent.filter(pl.col("_g").is_in(source_g))
     # one row per (customer, item): its latest recent purchase, weighted by recency
     half_life = max(lookback / 2.0, 1.0)
     recent = (
@@ -413,21 +470,26 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
         edges = edges.filter(pl.col("target").is_in(s.categories))
 
     # category complements: the latest purchase of each source category triggers its complement categories
-    trig = _best_per_key(recent, "_k", "ts", "item_id")
-    targets = edges["target_g"].unique().implode()
-    last_in_target = (hist.filter(pl.col("_g").is_in(targets))
-                      .group_by("_k").agg(pl.col("ts").max().alias("last_ts")))
+    recent = recent.with_columns(pl.lit(ctx.item_rank).gather(pl.col("_i")).alias("_rank"))
+    trig = _best_per_key(recent, "_k", "ts", "_rank")
     pairs = (
         trig.join(edges.select("source_g", "target_g", "lift"), left_on="_g", right_on="source_g")
         .with_columns((pl.col("_c").cast(pl.Int64) * ctx.n_groups + pl.col("target_g")).alias("_tk"))
-        .join(last_in_target, left_on="_tk", right_on="_k", how="left")
+    )
+    # latest purchase in each (customer, target category) a trigger points to: the history is cut to
+    # those keys first (an integer look-up), so the group-by runs on a fraction of it
+    wanted = pairs["_tk"].unique().implode()
+    last_in_target = (hist.filter(pl.col("_k").is_in(wanted))
+                      .group_by("_k").agg(pl.col("ts").max().alias("last_ts")))
+    pairs = (
+        pairs.join(last_in_target, left_on="_tk", right_on="_k", how="left")
         # a complement already bought on/after the trigger is fulfilled
         .filter(pl.col("last_ts").is_null() | (pl.col("last_ts") < pl.col("ts")))
         .with_columns((pl.col("lift") * pl.col("recency")).alias("w"))
     )
     # one trigger per (customer, target): the strongest (ties: smallest source item); then the customer's
     # best 2 × n_picks target categories — more can never reach the email
-    pairs = _best_per_key(pairs, "_tk", "w", "item_id")
+    pairs = _best_per_key(pairs, "_tk", "w", "_rank")
     pairs = pairs.filter(pl.col("w").rank("min", descending=True).over("_c") <= 2 * campaign.n_picks)
     cat_part = (
         pairs.select("_c", "customer_id", "target_g", "w", pl.col("item_id").alias("source_item_id"),
@@ -443,7 +505,7 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     if s.bought_with != "off" and recent.height:
         nb = ctx.neighbours()
         bw = recent.select("_c", "customer_id", "_i", pl.col("item_id").alias("source_item_id"),
-                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency")
+                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency", "_rank")
         bw = bw.join(nb, on="_i")
         target_g = pl.Series("target_g", ctx.item_group[bw["nb_i"].to_numpy()], dtype=pl.Int32)
         bw = bw.with_columns(target_g).filter((pl.col("target_g") >= 0)
@@ -455,8 +517,9 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
             bw = bw.filter(pl.col("target_g").is_in(keep))
         bw = bw.with_columns((pl.col("nb_score") * pl.col("recency")).alias("score"))
         bw = bw.drop("_i").rename({"nb_i": "_i"}).with_columns(pl.lit(None, pl.String).alias("item_id"))
-        bw = ctx.pickable(bw, hist)
-        bw = _top(_best_per_key(bw, ["_c", "_i"], "score", "source_item_id"), pool)
+        bw = ctx.pickable(bw, hist).with_columns(
+            (pl.col("_c").cast(pl.Int64) * ctx.n_items + pl.col("_i")).alias("_ci"))
+        bw = _top(_best_per_key(bw, "_ci", "score", "_rank"), pool)
         bw = bw.drop("item_id").join(ctx.items.select("_i", "item_id"), on="_i")
         parts.append(_as_candidates(bw, "bought_with"))
     return _fuse(parts), None

@@ -48,7 +48,7 @@ from recsys.bundle import Bundle
 from recsys.campaigns._audience import build_audience
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask
-from recsys.campaigns._picks import PickContext, candidates
+from recsys.campaigns._picks import CHECKED_STRATEGIES, PickContext, candidates, rank_within
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
 from recsys.rules import Block, PlacementRules, RuleSet
@@ -214,24 +214,27 @@ def _check_categories(campaign: Campaign, known: set[str]) -> None:
 
 
 def _pool(cand: pl.DataFrame, hist: pl.DataFrame, due: pl.DataFrame | None, campaign: Campaign,
-          ctx: PickContext) -> pl.DataFrame:
+          ctx: PickContext, *, checked: bool = False) -> pl.DataFrame:
     """Drop what the hard rules would drop anyway, then keep a bounded pool per customer.
 
     After ``PickContext.pickable`` (stock, excluded categories/items, bought before) the pool is the
     best ``n_picks`` per category and ``10 × n_picks`` per customer — all the rules can use for
     ``n_picks`` slots, barring soft-rule relaxation deep into one category.  Ties at the cut are kept.
+    ``checked``: the strategy already applied ``pickable`` (it is idempotent; skipping saves a look-up
+    of every candidate in the customers' whole purchase history).
     """
-    cand = ctx.pickable(cand, hist, due=due)
+    if not checked:
+        cand = ctx.pickable(cand, hist, due=due)
     if cand.height == 0:
         return cand
     n = campaign.n_picks
-    best_first = pl.col("score").rank("min", descending=True)
-    return (
-        cand.with_columns(pl.Series("_g", ctx.item_group[cand["_i"].to_numpy()]))
-        .filter(best_first.over("_c", "_g") <= n)
-        .filter(best_first.over("_c") <= 10 * n)
-        .drop("_g")
-    )
+    # per (customer, category; -1 = none) as one integer key, ranked in numpy: polars' rank over
+    # ~100k small groups costs several times more
+    group = (cand["_c"].to_numpy().astype(np.int64) * (ctx.n_groups + 1)
+             + ctx.item_group[cand["_i"].to_numpy()] + 1)
+    in_category = pl.Series(rank_within(group, cand["score"]) <= n)
+    return (cand.filter(in_category)
+            .filter(pl.col("score").rank("min", descending=True).over("_c") <= 10 * n))
 
 
 def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules, campaign: Campaign,
@@ -251,15 +254,37 @@ def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules
     if rules.exclude_bought_days is not None:
         parts.append(hist.join(cand.select("_c", "_i"), on=["_c", "_i"], how="semi"))
     if rules.upsell.enabled:
-        latest = hist.filter(pl.col("_k").is_not_null() & (pl.col("ts") == pl.col("ts").max().over("_k")))
         keys = (cand["_c"].to_numpy().astype(np.int64) * ctx.n_groups + ctx.item_group[cand["_i"].to_numpy()])
-        wanted = pl.Series("_k", keys).unique().to_frame()  # (np.unique is slow on numpy 2.4)
-        witness = latest.filter(pl.coalesce("price", "list_price").is_not_null())
-        witness = witness.filter(pl.col("_k") == pl.col("_k").min().over("_c"))
-        parts += [latest.join(wanted, on="_k", how="semi"), witness]
+        wanted = pl.Series("_k", keys).unique().implode()  # (np.unique is slow on numpy 2.4)
+        # the latest rows of the wanted keys: cut the history to those keys first (an integer look-up),
+        # then take the latest per key on what is left
+        mine = hist.filter(pl.col("_k").is_in(wanted))
+        parts.append(mine.filter(pl.col("ts") == pl.col("ts").max().over("_k")))
+        parts.append(_witness(hist, ctx))
     if not parts:
         return hist.select(cols).clear()
     return pl.concat([p.select(cols) for p in parts]).unique()
+
+
+def _witness(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
+    """Per customer, the latest priced rows of their smallest category key whose latest rows include a
+    priced one: proof that the customer has an upsell reference somewhere.
+
+    Tried on each customer's smallest key first — almost always priced — so the latest-row windows run
+    over one key per customer rather than the whole history; only customers whose smallest key fails
+    are looked at again, over all their keys.
+    """
+    known = hist.filter(pl.col("_k").is_not_null())
+    priced = pl.coalesce("price", "list_price").is_not_null()
+    smallest = known.filter(pl.col("_k").is_in(known.group_by("_c").agg(pl.col("_k").min())["_k"].implode()))
+    found = smallest.filter(pl.col("ts") == pl.col("ts").max().over("_k")).filter(priced)
+    missing = smallest["_c"].unique()
+    missing = missing.filter(~missing.is_in(found["_c"].unique().implode()))
+    if missing.len():
+        rest = known.filter(pl.col("_c").is_in(missing.implode()))
+        rest = rest.filter(pl.col("ts") == pl.col("ts").max().over("_k")).filter(priced)
+        found = pl.concat([found, rest.filter(pl.col("_k") == pl.col("_k").min().over("_c"))])
+    return found
 
 
 def _pressure(store: Store | None, campaign: Campaign, run_id: str,
@@ -408,7 +433,7 @@ def _pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list
               disable=not progress) as bar:
         for batch, hist in ctx.batches(eligible, batch_size):
             cand, due = candidates(ctx, campaign, batch, hist)
-            cand = _pool(cand, hist, due, campaign, ctx)
+            cand = _pool(cand, hist, due, campaign, ctx, checked=campaign.strategy.kind in CHECKED_STRATEGIES)
             if resend is not None and cand.height:
                 before = cand.height
                 cand = cand.join(resend, on=["customer_id", "item_id"], how="anti")

@@ -1,0 +1,45 @@
+"""Integer codes for the purchase table, computed once per campaign run.
+
+Why: a campaign run reads every purchase of its audience (1.5 M lines on Complete Journey) and
+groups them by customer, item and category many times over.  Hashing the string ids once into
+contiguous integers — by casting to a polars ``Enum`` whose categories are the catalogue's ids, which
+is about twice as fast as a hash join against an id → code table — turns every later join, group-by
+and window into integer work, and lets look-ups by item (category, stock, list price) be numpy gathers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+__all__ = ["codes_of", "paid_median"]
+
+
+def codes_of(values: pl.Series, ids: pl.Series) -> pl.Series:
+    """Position of each value in ``ids`` (``Int32``; null when absent or null).
+
+    ``ids`` must be distinct; with a null among them (never in a validated catalogue) a hash join is
+    used instead of the ``Enum`` cast, which cannot hold nulls.
+    """
+    if ids.null_count():
+        table = pl.DataFrame({"_v": ids, "_code": pl.int_range(0, ids.len(), dtype=pl.Int32, eager=True)})
+        return (values.alias("_v").to_frame().join(table, on="_v", how="left", maintain_order="left")
+                ["_code"].rename(values.name))
+    enum = pl.Enum(ids.cast(pl.String))
+    return values.cast(pl.String).cast(enum, strict=False).to_physical().cast(pl.Int32).rename(values.name)
+
+
+def paid_median(codes: pl.Series, price: pl.Series, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Median unit price paid per item code ``0 … n-1`` and whether the item has one (bought with a price).
+
+    Grouping on the integer code instead of the string id halves the cost of the medians, the largest
+    fixed cost of a campaign run on a catalogue without list prices.
+    """
+    frame = pl.DataFrame({"_i": codes, "price": price.cast(pl.Float64)})
+    medians = (frame.filter(pl.col("_i").is_not_null() & pl.col("price").is_not_null())
+               .group_by("_i").agg(pl.col("price").median()))
+    value, known = np.zeros(n), np.zeros(n, dtype=bool)
+    at = medians["_i"].to_numpy()
+    value[at] = medians["price"].fill_null(np.nan).to_numpy()
+    known[at] = medians["price"].is_not_null().to_numpy()
+    return value, known
