@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -146,23 +146,34 @@ class OnlineRecommender:
         context_item_ids: Sequence[str] = (),
         filters: Filters = Filters(),
         now: datetime | None = None,
-    ) -> pl.DataFrame:
+        render: tuple[str, Callable[[pl.DataFrame], Any]] | None = None,
+    ) -> Any:
         """Final list for one widget: ``item_id, score, category, reason_type, source_item_id, source_ts``.
 
         Unknown customers and unknown items are cold starts, never errors: the answer falls back to
         the context's complements, the customer's categories' trending items, then popular items.
+
+        ``render = (name, fn)`` returns ``fn(list)`` instead, cached under ``name`` next to the list:
+        the service turns the list into response objects once per answer, not once per request (a
+        cached answer is then ~2 µs instead of ~90 µs of object building).  Events invalidate both.
         """
         with self.lock:
             cart = tuple(self.carts.get(customer_id, ())) if customer_id else ()
             context = tuple(dict.fromkeys([*context_item_ids, *cart]))
             key = (customer_id, placement, n, context, filters)
-            hit = self.cache.get(key)
-            if hit is not None:
-                return hit
-            now = now or self.clock
-            out = self._recommend(customer_id, placement, n, context, filters, now)
-            self.cache.put(key, out)
-            return out
+            if render is not None:
+                rendered = self.cache.get((*key, render[0]))
+                if rendered is not None:
+                    return rendered
+            out = self.cache.get(key)
+            if out is None:
+                out = self._recommend(customer_id, placement, n, context, filters, now or self.clock)
+                self.cache.put(key, out)
+            if render is None:
+                return out
+            rendered = render[1](out)
+            self.cache.put((*key, render[0]), rendered)
+            return rendered
 
     def _recommend(self, customer_id: str | None, placement: str, n: int, context: tuple[str, ...],
                    filters: Filters, now: datetime) -> pl.DataFrame:

@@ -115,20 +115,23 @@ def _reason_text(reason: str, source: str | None, when: datetime | None, names: 
 
 
 def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> list[Item]:
+    """Response items from a final list.  ``model_construct``: every value comes from our own model
+    and catalogue, already typed, so re-validating it would only cost time on every answer."""
     out = []
-    for row in frame.iter_rows(named=True):
+    for item_id, score, category, reason_type, source, when in frame.select(
+        "item_id", "score", pl.col("category") if "category" in frame.columns else pl.lit(None, pl.String),
+        "reason_type", "source_item_id", "source_ts",
+    ).iter_rows():
         reason = None
         if explain:
-            when = row.get("source_ts")
-            reason = Reason(
-                type=row["reason_type"] or "popular",
-                source_item_id=row.get("source_item_id"),
+            kind = reason_type or "popular"
+            reason = Reason.model_construct(
+                type=kind, source_item_id=source,
                 source_date=when.date() if isinstance(when, datetime) else None,
-                text=_reason_text(row["reason_type"] or "popular", row.get("source_item_id"), when, online.item_name),
+                text=_reason_text(kind, source, when, online.item_name),
             )
-        score = row["score"]
-        out.append(Item(item_id=row["item_id"], score=float(score) if score is not None else 0.0,
-                        category=row.get("category"), reason=reason))
+        out.append(Item.model_construct(item_id=item_id, score=float(score) if score is not None else 0.0,
+                                        category=category, reason=reason))
     return out
 
 
@@ -177,9 +180,11 @@ class CrossSell:
         online = self._online()
         f = req.filters
         filters = OnlineFilters(tuple(f.categories), tuple(f.exclude_item_ids), f.price_min, f.price_max)
-        frame = online.recommend(req.customer_id, placement=req.placement, n=req.n,
-                                 context_item_ids=req.context_item_ids, filters=filters)
-        return RecommendResponse(model_version=online.version, items=_items(frame, online, req.explain))
+        explain = req.explain
+        items = online.recommend(req.customer_id, placement=req.placement, n=req.n,
+                                 context_item_ids=req.context_item_ids, filters=filters,
+                                 render=(f"items:{explain}", lambda frame: _items(frame, online, explain)))
+        return RecommendResponse.model_construct(model_version=online.version, items=items)
 
     @bentoml.api(route="/complements")
     async def complements(self, req: ComplementsRequest, /, ctx: bentoml.Context) -> RecommendResponse:
