@@ -392,16 +392,18 @@ def _lookback(campaign: Campaign, default: int) -> int:
     return s.lookback_days or (bc.within_days if bc is not None else default)
 
 
-def _latest_per_category(hist: pl.DataFrame) -> pl.DataFrame:
+def _latest_per_category(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
     """Each customer's most recent purchase per category: ``_k, _c, _g, customer_id, item_id, ts, paid``.
 
     Ties on time go to the smallest item id; ``paid`` is the highest unit price paid for it then
-    (falling back to the catalogue price).  Window filters on the integer key ``_k``, no sort.
+    (falling back to the catalogue price).  Window filters on the integer key ``_k`` (ties by the
+    item's integer ``item_rank``, not the string), no sort.
     """
     latest = (
         hist.filter(pl.col("_k").is_not_null())
         .filter(pl.col("ts") == pl.col("ts").max().over("_k"))
-        .filter(pl.col("item_id") == pl.col("item_id").min().over("_k"))
+        .with_columns(pl.lit(ctx.item_rank).gather(pl.col("_i")).alias("_rank"))
+        .filter(pl.col("_rank") == pl.col("_rank").min().over("_k"))
     )
     return latest.group_by("_k").agg(
         pl.col("_c", "_g", "customer_id", "item_id", "ts").first(),
@@ -546,7 +548,7 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
     lookback = _lookback(campaign, 365)
     lo, hi = s.price_ratio
     last = (
-        _latest_per_category(hist.filter(pl.col("ts") >= ctx.now - timedelta(days=lookback)))
+        _latest_per_category(hist.filter(pl.col("ts") >= ctx.now - timedelta(days=lookback)), ctx)
         .filter(pl.col("paid").is_not_null() & (pl.col("paid") > 0))
         .with_columns((0.5 ** (_age_days(ctx.now) / max(lookback / 2.0, 1.0))).alias("recency"))
     )
@@ -564,7 +566,7 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
 def _new_in_category(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
     """New items (first sold recently) in the customer's favourite categories (90-day decayed share)."""
     s = campaign.strategy
-    last = _latest_per_category(hist).select("_k", pl.col("item_id").alias("source_item_id"),
+    last = _latest_per_category(hist, ctx).select("_k", pl.col("item_id").alias("source_item_id"),
                                              pl.col("ts").alias("source_ts"))
     fav = (
         hist.filter(pl.col("_k").is_not_null())
