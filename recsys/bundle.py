@@ -116,6 +116,7 @@ class Bundle:
             "bundle_format": BUNDLE_FORMAT,
             "generators": list(h.generators),
             "candidates": h.candidates,
+            "new_candidates": h.new_candidates,
             "features": h.features,
             "reference_time": h.reference_time.isoformat(),
         }
@@ -148,7 +149,8 @@ class Bundle:
         except Exception as exc:  # noqa: BLE001 - any failure here means a corrupt bundle
             raise BundleError(f"{path}: corrupt bundle: {type(exc).__name__}: {exc}") from None
         hybrid = HybridRecommender(
-            generators, stats, history, candidates=manifest["candidates"], ranker=ranker, ranker_new=ranker_new
+            generators, stats, history, candidates=manifest["candidates"], ranker=ranker, ranker_new=ranker_new,
+            new_candidates=manifest.get("new_candidates")
         )
         tables = {f.stem: pl.read_parquet(f) for f in sorted((path / "report").glob("*.parquet"))}
         return cls(hybrid, catalogue, manifest, tables)

@@ -38,6 +38,10 @@ class GeneratorSpec(_Strict):
     enabled: bool = True
     #: Candidates this generator proposes per customer to the ranker.
     candidates: int = Field(50, ge=0, le=1000)
+    #: Candidates for the cross-sell (never-bought items) ranking; default: ``candidates``.  Items a
+    #: customer never bought are a long tail: on Complete Journey a deeper pool holds twice the new
+    #: purchases, and the cross-sell ranker turns that into a better top 12.
+    new_candidates: int | None = Field(None, ge=0, le=1000)
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -54,6 +58,10 @@ class RankerSpec(_Strict):
     #: window's quirks (on Complete Journey: a pre-holiday fortnight); two give twice the positives
     #: and a ranker that holds up on a different period, for one more generator fit.
     windows: int = Field(1, ge=1, le=8)
+    #: Rankers averaged, each on its own sample of negatives (bagging); ``new_bags`` for the
+    #: cross-sell ranker (default: ``bags``).  Every bag adds trees to score per request.
+    bags: int = Field(1, ge=1, le=32)
+    new_bags: int | None = Field(None, ge=1, le=32)
 
 
 class SplitSpec(_Strict):

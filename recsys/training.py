@@ -154,6 +154,8 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
     log.info("%r", split)
     assert split.validation is not None and split.validation_cutoff is not None
     candidates = {name: spec.candidates for name, spec in cfg.enabled_generators().items()}
+    new_candidates = {name: spec.new_candidates if spec.new_candidates is not None else spec.candidates
+                      for name, spec in cfg.enabled_generators().items()}
 
     # -- stage A: generators before the validation window, ranker trained on it ---------------
     ranker = ranker_new = None
@@ -171,7 +173,8 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
             with timer(f"fit generators ({tag})"):
                 gens_a, _ = fit_generators(before, cfg, timer=timer, label=tag, progress=progress)
             hybrid_a = HybridRecommender(gens_a, ItemStats().fit(before), PurchaseHistory(before.interactions),
-                                         candidates={k: v for k, v in candidates.items() if k in gens_a})
+                                         candidates={k: v for k, v in candidates.items() if k in gens_a},
+                                         new_candidates={k: v for k, v in new_candidates.items() if k in gens_a})
             known = frozenset(before.interactions["customer_id"].unique().to_list())
             val_customers = _active(labels_ds, known)
             if cfg.ranker.max_customers and len(val_customers) > cfg.ranker.max_customers:
@@ -202,10 +205,12 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
                 if not frames:
                     raise ValueError("no label window with purchases before and in it")
                 stacked = pl.concat(frames, how="diagonal_relaxed")
-                ranker, info = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names, **kw)
+                ranker, info = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names, bags=cfg.ranker.bags,
+                                          **kw)
                 ranker_info.update(info)
                 stacked = pl.concat(frames_new, how="diagonal_relaxed")
-                ranker_new, info_new = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names, **kw)
+                ranker_new, info_new = fit_ranker(stacked.drop("_y"), stacked["_y"].to_numpy(), names,
+                                                  bags=cfg.ranker.new_bags or cfg.ranker.bags, **kw)
                 ranker_info["new_only"] = info_new
             except ValueError as exc:
                 log.warning("ranker not trained (%s); using the reciprocal-rank blend", exc)
@@ -222,6 +227,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True,
         stats = ItemStats().fit(fit_data)
         history = PurchaseHistory(fit_data.interactions)
     hybrid = HybridRecommender(gens, stats, history, candidates={k: v for k, v in candidates.items() if k in gens},
+                               new_candidates={k: v for k, v in new_candidates.items() if k in gens},
                                ranker=ranker, ranker_new=ranker_new)
 
     # -- evaluation on the test window ---------------------------------------------------------

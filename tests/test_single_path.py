@@ -67,3 +67,18 @@ def test_history_cut_at_now_and_unknown_customer(hybrid) -> None:  # type: ignor
     assert cold.height > 0
     assert set(cold["reason_type"]) <= {"trending_in_category", "popular", "similar_customers"}
     assert cold.select(COLS).equals(hybrid.rank(["never-seen-customer"], hybrid.reference_time).select(COLS))
+
+
+def test_deeper_cross_sell_pool_used_by_both_paths(hybrid) -> None:  # type: ignore[no-untyped-def]
+    """``new_candidates`` (the cross-sell pool) applies to the batch and the per-request path alike."""
+    now = hybrid.reference_time
+    c = _sample(hybrid, 1)[0]
+    shallow = hybrid.rank([c], now, new_only=True).height
+    saved = hybrid.new_candidates
+    try:
+        hybrid.new_candidates = {k: 3 * v for k, v in saved.items()}
+        deep = hybrid.rank([c], now, new_only=True)
+        assert deep.height > shallow
+        assert hybrid.rank_one(c, now, new_only=True).select(COLS).equals(deep.select(COLS))
+    finally:
+        hybrid.new_candidates = saved

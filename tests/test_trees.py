@@ -51,3 +51,25 @@ def test_fit_ranker_skips_constant_columns_and_maps_indices_back() -> None:
     assert used <= {1, 3, 4} and 1 in used  # f0 drives the label; indices point into `names`
     score = ens.predict(to_matrix(frame, names))
     assert np.corrcoef(score, X[:, 0] + np.nan_to_num(X[:, 1], nan=2.0))[0, 1] > 0.8
+
+
+def test_average_of_ensembles_predicts_the_mean(tmp_path) -> None:
+    """Bagging: the averaged ensemble scores exactly the mean of its members, on both walkers and
+    after a round trip through arrays."""
+    X, y = _data(2)
+    members = [
+        TreeEnsemble.from_sklearn(
+            HistGradientBoostingClassifier(max_iter=10 + 5 * s, max_leaf_nodes=7 + s, random_state=s)
+            .fit(X[s::2], y[s::2])
+        )
+        for s in range(3)
+    ]
+    avg = TreeEnsemble.average(members)
+    want = np.mean([m.predict(X) for m in members], axis=0)
+    np.testing.assert_allclose(avg.predict(X), want, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(avg.predict_numpy(X), want, rtol=1e-9, atol=1e-9)
+    np.savez(tmp_path / "a.npz", **avg.to_arrays())
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
+        loaded = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
+    np.testing.assert_allclose(loaded.predict(X), want, rtol=1e-9, atol=1e-9)
+    assert TreeEnsemble.average(members[:1]) is members[0]

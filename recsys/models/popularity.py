@@ -104,11 +104,8 @@ class Popularity(Recommender):
         if exclude_bought and b:
             known = rows[rows >= 0]
             extra = int(np.diff(self.bought_.indptr)[known].max()) if len(known) else 0
-        scores = np.where(self.scores_ > 0, self.scores_, -np.inf).astype(np.float32)
-        top_idx, top_val = top_n(scores[None, :], n + extra)
-        top_idx, top_val = top_idx[0], top_val[0]
-        finite = np.isfinite(top_val)
-        top_idx, top_val = top_idx[finite], top_val[finite]
+        ranked_idx, ranked_val = self._ranked()
+        top_idx, top_val = ranked_idx[: n + extra], ranked_val[: n + extra]
         out_idx = np.full((b, n), -1, dtype=np.int64)
         out_val = np.full((b, n), -np.inf, dtype=np.float32)
         if not exclude_bought:
@@ -126,6 +123,19 @@ class Popularity(Recommender):
             out_idx[r, :len(idx)] = idx
             out_val[r, :len(val)] = val
         return out_idx, out_val
+
+    def _ranked(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every item with a positive score, best first (ties by index), sorted once per fitted state:
+        the per-request path asks for the same global list every time, and sorting a large catalogue
+        per call (92k items on Complete Journey) cost ~1 ms."""
+        cache = getattr(self, "_ranked_cache", None)
+        if cache is None or cache[0] is not self.scores_:
+            scores = self.scores_.astype(np.float32)
+            idx = np.flatnonzero(scores > 0)
+            order = np.lexsort((idx, -scores[idx]))
+            cache = (self.scores_, idx[order].astype(np.int64), scores[idx[order]])
+            self._ranked_cache = cache
+        return cache[1], cache[2]
 
     def popular(self, n: int = 10, *, category: str | None = None, trending: bool = False) -> Recommendations:
         """Top ``n`` items overall or in ``category`` (by decayed count, or by trend if ``trending``)."""

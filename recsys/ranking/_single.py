@@ -126,8 +126,9 @@ def single_candidates(hybrid: HybridRecommender, cid: str, *, exclude_bought: bo
     per_item: dict[str, list[tuple[int, int, Any, Any]]] = {}
     score: dict[tuple[str, int], float] = {}
     rank: dict[tuple[str, int], int] = {}
+    counts = hybrid.new_candidates if exclude_bought else hybrid.candidates
     for g, name in enumerate(names):
-        k = hybrid.candidates.get(name, 0)
+        k = counts.get(name, 0)
         if k <= 0:
             continue
         rows = _rows_of_generator(name, hybrid.generators[name], cid, k, exclude_bought)

@@ -43,6 +43,33 @@ class TreeEnsemble:
         self.max_depth = int(max_depth)
 
     @classmethod
+    def average(cls, members: list[TreeEnsemble]) -> TreeEnsemble:
+        """One ensemble whose score is the mean of the members' scores (bagging).
+
+        Trees are concatenated and every leaf value divided by the number of members, so prediction,
+        storage and the compiled walkers stay exactly as for a single ensemble.
+        """
+        if not members:
+            raise ValueError("average needs at least one ensemble")
+        if len(members) == 1:
+            return members[0]
+        k = len(members)
+        offsets = np.cumsum([0] + [len(m.feature) for m in members[:-1]])
+        cat = np.concatenate
+        return cls(
+            feature=cat([m.feature for m in members]),
+            threshold=cat([m.threshold for m in members]),
+            missing_left=cat([m.missing_left for m in members]),
+            left=cat([np.where(m.is_leaf, 0, m.left + o) for m, o in zip(members, offsets, strict=True)]),
+            right=cat([np.where(m.is_leaf, 0, m.right + o) for m, o in zip(members, offsets, strict=True)]),
+            value=cat([m.value / k for m in members]),
+            is_leaf=cat([m.is_leaf for m in members]),
+            roots=cat([m.roots + o for m, o in zip(members, offsets, strict=True)]),
+            baseline=float(np.mean([m.baseline for m in members])),
+            max_depth=max(m.max_depth for m in members),
+        )
+
+    @classmethod
     def from_sklearn(cls, model: object) -> TreeEnsemble:
         """Copy a fitted binary ``HistGradientBoostingClassifier`` or a ``HistGradientBoostingRegressor``."""
         predictors = getattr(model, "_predictors")
