@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 import typer
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from recsys.bundle import Bundle
@@ -36,12 +39,14 @@ from recsys.campaigns import (
     shard_mask,
     summary_path,
 )
+from recsys.campaigns._picks import CHECKED_STRATEGIES, PickContext, candidates, rank_within
+from recsys.campaigns._run import _campaign_rules, _pool, _rules_history
 from recsys.config import GENERATORS, TrainConfig
 from recsys.data.synthetic import generate_shop
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError, UnknownIdError
 from recsys.registry import Registry
-from recsys.rules import load_placements
+from recsys.rules import RuleSet, load_placements
 from recsys.store import Store
 from recsys.training import train
 
@@ -395,6 +400,53 @@ def test_every_strategy_respects_the_email_rules(kind: str, saved: tuple[str, Pa
                 "new_in_category": {"new_in_category"}, "welcome": {"welcome"}}
     if kind in expected:
         assert set(picks["reason"]) <= expected[kind]
+
+
+# ------------------------------------------------------------------------------ fast paths = slow paths
+@pytest.mark.parametrize("kind", ["complements", "upsell"])
+@pytest.mark.parametrize("unpriced", [False, True])
+def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, unpriced: bool, bundle: Bundle,
+                                                                    data: Dataset, now: datetime) -> None:
+    """``_rules_history`` hands the rules a fraction of the purchases; the lists must not change.  With
+    unpriced purchase lines and items, some customers lack an upsell reference in their candidates'
+    categories and need the witness rows."""
+    if unpriced:
+        every = pl.int_range(pl.len())
+        data = replace(
+            data,
+            interactions=data.interactions.with_columns(
+                pl.when(every % 3 == 0).then(None).otherwise(pl.col("price")).alias("price")),
+            items=data.items.with_columns(
+                pl.when(every % 4 == 0).then(None).otherwise(pl.col("price")).alias("price")),
+        )
+    campaign = _campaign(strategy=kind, n_picks=4)
+    rules = _campaign_rules(campaign, PLACEMENTS)
+    ctx = PickContext(bundle, data, now=now, rules=rules, exclude=campaign.exclude)
+    ruleset = RuleSet(rules, ctx.catalogue, fallback=ctx.popular_frame)
+    ids = data.purchases["customer_id"].unique().sort().to_list()
+    for batch, hist in ctx.batches(ids, 700):
+        cand, due = candidates(ctx, campaign, batch, hist)
+        cand = _pool(cand, hist, due, campaign, ctx, checked=kind in CHECKED_STRATEGIES)
+        cut = _rules_history(hist, cand, rules, campaign, ctx)
+        whole = hist.select("customer_id", "item_id", "ts", "price")
+        assert cut.height < whole.height
+        lists = [ruleset.apply(cand, n=4, now=now, replenish_due=due, customer_ids=batch, history=h)
+                 for h in (cut, whole)]
+        assert_frame_equal(lists[0], lists[1])
+
+
+def test_rank_within_is_polars_rank_over_groups() -> None:
+    rng = np.random.default_rng(0)
+    n = 5000
+    group = rng.integers(0, 400, n)
+    score = rng.integers(0, 12, n).astype(np.float64)  # many ties
+    score[rng.random(n) < 0.05] = np.nan
+    frame = pl.DataFrame({"g": group, "score": score}).with_columns(
+        pl.when(pl.int_range(pl.len()) % 50 == 0).then(None).otherwise(pl.col("score")).alias("score"))
+    expected = frame.select(pl.col("score").rank("min", descending=True).over("g")).to_series()
+    got = rank_within(group, frame["score"])
+    assert (got == expected.fill_null(np.iinfo(np.int64).max).to_numpy()).all()
+    assert len(rank_within(np.zeros(0, dtype=np.int64), pl.Series([], dtype=pl.Float64))) == 0
 
 
 # ------------------------------------------------------------------------------ dry run, files, CLI

@@ -507,7 +507,8 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     if s.bought_with != "off" and recent.height:
         nb = ctx.neighbours()
         bw = recent.select("_c", "customer_id", "_i", pl.col("item_id").alias("source_item_id"),
-                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency", "_rank")
+                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency",
+                           "_rank")
         bw = bw.join(nb, on="_i")
         target_g = pl.Series("target_g", ctx.item_group[bw["nb_i"].to_numpy()], dtype=pl.Int32)
         bw = bw.with_columns(target_g).filter((pl.col("target_g") >= 0)

@@ -245,46 +245,59 @@ def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules
     unless the fallback chain may bring in other items (``fill``) — and the upsell reference, the
     latest purchase per category (every row at that time: the rules pick among them).  Candidates in a
     category without a reference are out of band only for customers who have a reference somewhere,
-    so one priced latest row per customer is kept as witness of that.
+    so customers with candidates but no usable reference in their candidates' categories get the
+    latest rows of one category that gives them one (``_witness``).  Without ``fill`` the rules read
+    nothing else from a reference (its value matters only for fallback items).
     """
     cols = ["customer_id", "item_id", "ts", "price"]
     if campaign.fill or hist.height == 0:
         return hist.select(cols)
     parts = []
     if rules.exclude_bought_days is not None:
-        parts.append(hist.join(cand.select("_c", "_i"), on=["_c", "_i"], how="semi"))
+        # (customer, item) as one integer: a hash look-up instead of a two-column semi-join
+        pair = pl.col("_c").cast(pl.Int64) * ctx.n_items + pl.col("_i")
+        wanted_pairs = cand.select(pair.unique()).to_series().implode()
+        parts.append(hist.filter(pair.is_in(wanted_pairs)))
     if rules.upsell.enabled:
         keys = (cand["_c"].to_numpy().astype(np.int64) * ctx.n_groups + ctx.item_group[cand["_i"].to_numpy()])
         wanted = pl.Series("_k", keys).unique().implode()  # (np.unique is slow on numpy 2.4)
         # the latest rows of the wanted keys: cut the history to those keys first (an integer look-up),
         # then take the latest per key on what is left
-        mine = hist.filter(pl.col("_k").is_in(wanted))
-        parts.append(mine.filter(pl.col("ts") == pl.col("ts").max().over("_k")))
-        parts.append(_witness(hist, ctx))
+        latest = hist.filter(pl.col("_k").is_in(wanted))
+        latest = latest.filter(pl.col("ts") == pl.col("ts").max().over("_k"))
+        parts.append(latest)
+        # A witness changes nothing for a customer with a usable reference among these rows, nor for
+        # one without candidates (no list either way): only the others need one.
+        covered = _usable_keys(latest)["_c"].unique()
+        need = cand["_c"].unique()
+        need = need.filter(~need.is_in(covered.implode()))
+        if need.len():
+            parts.append(_witness(hist.filter(pl.col("_c").is_in(need.implode()))))
     if not parts:
         return hist.select(cols).clear()
     return pl.concat([p.select(cols) for p in parts]).unique()
 
 
-def _witness(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
-    """Per customer, the latest priced rows of their smallest category key whose latest rows include a
-    priced one: proof that the customer has an upsell reference somewhere.
+def _usable_keys(latest: pl.DataFrame) -> pl.DataFrame:
+    """``_k, _c`` of the keys whose latest rows give the rules a reference price.
 
-    Tried on each customer's smallest key first — almost always priced — so the latest-row windows run
-    over one key per customer rather than the whole history; only customers whose smallest key fails
-    are looked at again, over all their keys.
+    The rules take, per customer and category, the highest price paid at the latest time (the
+    catalogue price when a line has none) and have no reference when any of those rows has no price
+    at all — so a key is usable when every one of its latest rows is priced.
     """
+    price = pl.col("price").fill_nan(None)
+    paid = pl.when(price.is_not_null()).then(price).otherwise(pl.col("list_price")).fill_nan(None)
+    return (latest.group_by("_k").agg(pl.col("_c").first(), paid.is_not_null().all().alias("_ok"))
+            .filter("_ok").select("_k", "_c"))
+
+
+def _witness(hist: pl.DataFrame) -> pl.DataFrame:
+    """Per customer of ``hist``, the latest rows of their smallest category key that gives the rules a
+    reference price (none when no key does): proof that the customer has a reference somewhere."""
     known = hist.filter(pl.col("_k").is_not_null())
-    priced = pl.coalesce("price", "list_price").is_not_null()
-    smallest = known.filter(pl.col("_k").is_in(known.group_by("_c").agg(pl.col("_k").min())["_k"].implode()))
-    found = smallest.filter(pl.col("ts") == pl.col("ts").max().over("_k")).filter(priced)
-    missing = smallest["_c"].unique()
-    missing = missing.filter(~missing.is_in(found["_c"].unique().implode()))
-    if missing.len():
-        rest = known.filter(pl.col("_c").is_in(missing.implode()))
-        rest = rest.filter(pl.col("ts") == pl.col("ts").max().over("_k")).filter(priced)
-        found = pl.concat([found, rest.filter(pl.col("_k") == pl.col("_k").min().over("_c"))])
-    return found
+    latest = known.filter(pl.col("ts") == pl.col("ts").max().over("_k"))
+    smallest = _usable_keys(latest).group_by("_c").agg(pl.col("_k").min())["_k"]
+    return latest.filter(pl.col("_k").is_in(smallest.implode()))
 
 
 def _pressure(store: Store | None, campaign: Campaign, run_id: str,
@@ -433,7 +446,8 @@ def _pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list
               disable=not progress) as bar:
         for batch, hist in ctx.batches(eligible, batch_size):
             cand, due = candidates(ctx, campaign, batch, hist)
-            cand = _pool(cand, hist, due, campaign, ctx, checked=campaign.strategy.kind in CHECKED_STRATEGIES)
+            checked = campaign.strategy.kind in CHECKED_STRATEGIES
+            cand = _pool(cand, hist, due, campaign, ctx, checked=checked)
             if resend is not None and cand.height:
                 before = cand.height
                 cand = cand.join(resend, on=["customer_id", "item_id"], how="anti")
