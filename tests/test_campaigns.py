@@ -39,6 +39,7 @@ from recsys.campaigns import (
     shard_mask,
     summary_path,
 )
+from recsys.campaigns._codes import codes_of
 from recsys.campaigns._picks import CHECKED_STRATEGIES, PickContext, candidates, rank_within
 from recsys.campaigns._run import _campaign_rules, _pool, _rules_history
 from recsys.config import GENERATORS, TrainConfig
@@ -433,6 +434,15 @@ def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, u
         lists = [ruleset.apply(cand, n=4, now=now, replenish_due=due, customer_ids=batch, history=h)
                  for h in (cut, whole)]
         assert_frame_equal(lists[0], lists[1])
+
+
+def test_codes_of_gives_positions_and_null_for_unknown_ids() -> None:
+    ids = pl.Series(["b", "c", "a"])
+    values = pl.Series(["a", "x", None, "b", "a"])
+    assert codes_of(values, ids).to_list() == [2, None, None, 0, 2]
+    # a null among the ids takes the join path (an Enum cannot hold nulls); same answer
+    assert codes_of(values, pl.Series(["b", None, "a"])).to_list() == [2, None, None, 0, 2]
+    assert codes_of(values, pl.Series([], dtype=pl.String)).to_list() == [None] * 5
 
 
 def test_rank_within_is_polars_rank_over_groups() -> None:
