@@ -75,6 +75,17 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros((scores.shape[0], 0), dtype=np.int64), np.zeros((scores.shape[0], 0), dtype=np.float32)
     if k < scores.shape[1]:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrarily among values tied with the k-th: take the smallest indices,
+        # so any batch size (and the sparse per-request paths) give the same list
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
+        tied = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, part, axis=1) == kth).sum(axis=1)
+        if tied.any():
+            rows = np.flatnonzero(tied)
+            sub = scores[rows]
+            above = sub > kth[rows]
+            slots = k - above.sum(axis=1, keepdims=True)
+            take = above | ((sub == kth[rows]) & (np.cumsum(sub == kth[rows], axis=1) <= slots))
+            part[rows] = np.nonzero(take)[1].reshape(len(rows), k)
     else:
         part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
     vals = np.take_along_axis(scores, part, axis=1)

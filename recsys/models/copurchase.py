@@ -28,6 +28,7 @@ import scipy.sparse as sp
 from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
+from recsys.models._implicit_util import SPARSE_ROWS, positive_top_n
 from recsys.models.base import OnUnknown, Recommendations, Recommender, check_param, top_n
 
 __all__ = ["CoPurchase"]
@@ -399,6 +400,8 @@ class CoPurchase(Recommender):
         local, items, w, _ = self._history_weights(rows)
         h = sp.csr_matrix((w.astype(np.float32), (local, items)), shape=(len(rows), n_items))
         k = min(n, n_items)
+        if 0 < len(rows) <= SPARSE_ROWS:  # the per-request path: the product touches a few thousand items
+            return positive_top_n(h @ self.nb_, k, h if exclude_bought else None)
         out_idx = np.full((len(rows), k), -1, dtype=np.int64)
         out_scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
         step = max(1, _BLOCK_CELLS // max(n_items, 1))

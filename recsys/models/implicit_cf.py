@@ -45,6 +45,8 @@ from recsys.dataset import Dataset
 from recsys.exceptions import ModelFitError, SchemaError, UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models._implicit_util import (
+    SPARSE_ROWS,
+    positive_top_n,
     bm25_item_norm,
     bm25_rows,
     csr_arrays,
@@ -694,6 +696,11 @@ class ItemKNN(_ImplicitRecommender):
         out_idx = np.full((len(rows), k), -1, dtype=np.int64)
         out_val = np.full((len(rows), k), -np.inf, dtype=np.float32)
         known = np.flatnonzero(rows >= 0)
+        if 0 < len(known) <= SPARSE_ROWS:  # the per-request path
+            history = self.user_items_[rows[known]]
+            out_idx[known], out_val[known] = positive_top_n(
+                history @ self.model_.similarity, k, history if exclude_bought else None)
+            return out_idx, out_val
         step = _block_rows(len(self.item_ids_))
         for start in range(0, len(known), step):
             block = known[start : start + step]
