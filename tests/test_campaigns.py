@@ -436,6 +436,17 @@ def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, u
         assert_frame_equal(lists[0], lists[1])
 
 
+def test_excluded_items_never_come_back_as_bought_with(bundle: Bundle, data: Dataset, now: datetime) -> None:
+    """Bought-with candidates get their item ids late; the campaign's item exclusions still apply."""
+    base = _plan(_campaign(strategy={"kind": "complements", "bought_with": "any"}, n_picks=4), bundle, data, now)
+    top = base.picks.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
+    banned = top["item_id"].head(5).to_list()
+    run = _plan(_campaign(strategy={"kind": "complements", "bought_with": "any"}, n_picks=4,
+                          exclude={"items": banned}), bundle, data, now)
+    assert run.picks.height > 0
+    assert not set(run.picks["item_id"]) & set(banned)
+
+
 def test_codes_of_gives_positions_and_null_for_unknown_ids() -> None:
     ids = pl.Series(["b", "c", "a"])
     values = pl.Series(["a", "x", None, "b", "a"])

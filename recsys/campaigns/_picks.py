@@ -204,7 +204,9 @@ class PickContext:
         excluded = set(rules.exclude_categories if rules else ()) | set(exclude.categories if exclude else ())
         excluded_codes = self.category_codes.filter(pl.col("category").is_in(sorted(excluded)))
         self._excluded_groups = excluded_codes["_g"].to_numpy()
-        self._excluded_items = list(exclude.items) if exclude else []
+        # excluded items by code: candidates are matched on ``_i`` (bought-with rows get their item id late)
+        excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
+        self._excluded_items = codes_of(excluded_items, self.items["item_id"]).drop_nulls().to_numpy()
         self._edges: dict[int, pl.DataFrame] = {}
         self._bought_cache: tuple[pl.DataFrame, int, pl.Series] | None = None
         self._new_items: dict[int, pl.DataFrame] = {}
@@ -265,8 +267,8 @@ class PickContext:
             keep &= self.item_in_stock[items]
         if len(self._excluded_groups):
             keep &= ~np.isin(self.item_group[items], self._excluded_groups)
-        if self._excluded_items:
-            keep &= ~cand["item_id"].is_in(self._excluded_items).to_numpy()
+        if len(self._excluded_items):
+            keep &= ~np.isin(items, self._excluded_items)
         if not keep.all():
             cand = cand.filter(pl.Series(keep))
         days = rules.exclude_bought_days if rules is not None else None
@@ -506,9 +508,9 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     # bought with: co-purchase neighbours of every recent purchase in the source categories
     if s.bought_with != "off" and recent.height:
         nb = ctx.neighbours()
-        bw = recent.select("_c", "customer_id", "_i", pl.col("item_id").alias("source_item_id"),
-                           pl.col("ts").alias("source_ts"), pl.col("_g").alias("source_g"), "recency",
-                           "_rank")
+        # integers only through the large joins and windows; the ids are attached to the survivors
+        bw = recent.select("_c", "_i", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"),
+                           pl.col("_g").alias("source_g"), "recency", "_rank")
         bw = bw.join(nb, on="_i")
         target_g = pl.Series("target_g", ctx.item_group[bw["nb_i"].to_numpy()], dtype=pl.Int32)
         bw = bw.with_columns(target_g).filter((pl.col("target_g") >= 0)
@@ -519,11 +521,14 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
             keep = ctx.category_codes.filter(pl.col("category").is_in(s.categories))["_g"].implode()
             bw = bw.filter(pl.col("target_g").is_in(keep))
         bw = bw.with_columns((pl.col("nb_score") * pl.col("recency")).alias("score"))
-        bw = bw.drop("_i").rename({"nb_i": "_i"}).with_columns(pl.lit(None, pl.String).alias("item_id"))
+        bw = bw.drop("_i").rename({"nb_i": "_i"})
         bw = ctx.pickable(bw, hist).with_columns(
             (pl.col("_c").cast(pl.Int64) * ctx.n_items + pl.col("_i")).alias("_ci"))
         bw = _top(_best_per_key(bw, "_ci", "score", "_rank"), pool)
-        bw = bw.drop("item_id").join(ctx.items.select("_i", "item_id"), on="_i")
+        item_ids, customer_ids = ctx.items["item_id"], pl.Series(list(ids), dtype=pl.String)
+        bw = bw.with_columns(pl.lit(customer_ids).gather(pl.col("_c")).alias("customer_id"),
+                             pl.lit(item_ids).gather(pl.col("_i")).alias("item_id"),
+                             pl.lit(item_ids).gather(pl.col("_src")).alias("source_item_id"))
         parts.append(_as_candidates(bw, "bought_with"))
     return _fuse(parts), None
 
