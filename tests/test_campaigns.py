@@ -438,11 +438,11 @@ def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, u
 
 def test_excluded_items_never_come_back_as_bought_with(bundle: Bundle, data: Dataset, now: datetime) -> None:
     """Bought-with candidates get their item ids late; the campaign's item exclusions still apply."""
-    base = _plan(_campaign(strategy={"kind": "complements", "bought_with": "any"}, n_picks=4), bundle, data, now)
+    strategy = {"kind": "complements", "bought_with": "any"}
+    base = _plan(_campaign(strategy=strategy, n_picks=4), bundle, data, now)
     top = base.picks.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
     banned = top["item_id"].head(5).to_list()
-    run = _plan(_campaign(strategy={"kind": "complements", "bought_with": "any"}, n_picks=4,
-                          exclude={"items": banned}), bundle, data, now)
+    run = _plan(_campaign(strategy=strategy, n_picks=4, exclude={"items": banned}), bundle, data, now)
     assert run.picks.height > 0
     assert not set(run.picks["item_id"]) & set(banned)
 
