@@ -3,7 +3,8 @@
     python bench/serve.py [--dataset completejourney|synthetic] [--tag TAG] [--duration 15] [--conc 1,4,16]
 
 Starts the real service (``bentoml serve serving.service:CrossSell``) on a free loopback port with a bundle
-(trained into ``bench/results/bentoml-home`` unless ``--tag`` names one there), then drives ``GET /livez``
+(trained into ``bench/results/bentoml-home`` unless ``--tag`` names one there or ``--bundle-dir`` gives a
+saved bundle directory), then drives ``GET /livez``
 (the floor of the same server stack), ``POST /recommend`` (rotating over 500 real customers, so the answer
 cache does not make it trivial) and ``POST /complements`` (rotating over 300 items) with wrk at each
 concurrency for ``--duration`` seconds.  Prints p50/p95/p99 latency, requests/s, errors and the ratio to
@@ -62,12 +63,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def bundle_tag(dataset: str, tag: str | None) -> str:
+def bundle_tag(dataset: str, tag: str | None, bundle_dir: str | None = None) -> str:
     from recsys.registry import Registry
 
     reg = Registry()
     if tag:
         return reg.resolve(tag).tag
+    if bundle_dir:  # e.g. the bundle `bench/quality.py --save-bundle DIR` trained: no second training run
+        from recsys.bundle import Bundle
+
+        bundle = Bundle.load(bundle_dir)
+        return reg.save(bundle.write_into, metadata={
+            "headline": bundle.manifest.get("headline"), "dataset": bundle.manifest.get("data", {}).get("source", dataset),
+            "created": bundle.manifest.get("created"), "from": str(bundle_dir)})
     wanted = "completejourney" if dataset == "completejourney" else "synthetic"
     for v in reg.versions():
         if wanted in str(v.metadata.get("dataset", "")):
@@ -158,11 +166,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="completejourney", choices=["completejourney", "synthetic"])
     ap.add_argument("--tag")
+    ap.add_argument("--bundle-dir", help="Serve this saved bundle directory (registered into the bench's store).")
     ap.add_argument("--duration", type=float, default=15.0)
     ap.add_argument("--conc", default="1,4,16")
     args = ap.parse_args()
     wrk = ensure_wrk()
-    tag = bundle_tag(args.dataset, args.tag)
+    tag = bundle_tag(args.dataset, args.tag, args.bundle_dir)
     from recsys.bundle import Bundle
     from recsys.registry import Registry
 
