@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,11 @@ def _per_pair(occ: pl.DataFrame, reference_us: int, half_life_days: float | None
         "cv": cv,
     }
 
+
+
+def _epoch_second(ts: datetime) -> float:
+    """``epoch_seconds`` of one naive datetime without building a polars Series (per-request path)."""
+    return ((ts.replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(microseconds=1)) / 1_000_000
 
 class BuyAgain(Recommender):
     """A customer's previously bought items, ranked by decayed frequency × repeat probability × due-ness.
@@ -350,8 +355,7 @@ class BuyAgain(Recommender):
         local, pos = gather_rows(self.ci_indptr_, rows)
         items = self.ci_items_[pos].astype(np.int64)
         at_dt = self.reference_time_ if at is None else at
-        at_sec = float(epoch_seconds(pl.Series([at_dt], dtype=pl.Datetime("us")))[0])
-        ref_sec = float(epoch_seconds(pl.Series([self.reference_time_], dtype=pl.Datetime("us")))[0])
+        at_sec, ref_sec = _epoch_second(at_dt), _epoch_second(self.reference_time_)
         shift = (
             1.0 if self.half_life_days is None else 0.5 ** ((at_sec - ref_sec) / _DAY / self.half_life_days)
         )
