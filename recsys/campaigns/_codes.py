@@ -2,9 +2,14 @@
 
 Why: a campaign run reads every purchase of its audience (1.5 M lines on Complete Journey) and
 groups them by customer, item and category many times over.  Hashing the string ids once into
-contiguous integers — by casting to a polars ``Enum`` whose categories are the catalogue's ids, which
-is about twice as fast as a hash join against an id → code table — turns every later join, group-by
-and window into integer work, and lets look-ups by item (category, stock, list price) be numpy gathers.
+contiguous integers turns every later join, group-by and window into integer work, and lets look-ups
+by item (category, stock, list price) be numpy gathers.
+
+How: a cast to a polars ``Enum`` whose categories are the ids.  On Complete Journey's 1.5 M lines it
+costs ~60 ms for items on an idle 2-core machine, where a hash join against an id → code table costs
+~40 ms; but the cast runs on one thread, and with the other core busy the join, which splits its work
+over both, takes 150–190 ms against the cast's 50–80 ms.  For customer ids (2.5 k distinct) the cast
+is 2–3× faster either way.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ class PickContext:
         excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
         self._excluded_items = codes_of(excluded_items, self.items["item_id"]).drop_nulls().to_numpy()
         self._edges: dict[int, pl.DataFrame] = {}
-        self._bought_cache: tuple[pl.DataFrame, int, pl.Series] | None = None
+        self._bought_cache: tuple[pl.DataFrame, int, np.ndarray, np.ndarray] | None = None
         self._new_items: dict[int, pl.DataFrame] = {}
         self._neighbours: pl.DataFrame | None = None
         self._refreshed = False
@@ -274,21 +274,25 @@ class PickContext:
         days = rules.exclude_bought_days if rules is not None else None
         if days is not None and due is None and hist.height and cand.height:
             key = cand["_c"].cast(pl.Int64) * self.n_items + cand["_i"].cast(pl.Int64)
-            cand = cand.filter(~key.is_in(self._bought_keys(hist, days).implode()))
+            cand = cand.filter(~key.is_in(self._bought_keys(hist, days, items[keep]).implode()))
         return cand
 
-    def _bought_keys(self, hist: pl.DataFrame, days: int) -> pl.Series:
-        """``_c * n_items + _i`` of every (customer, item) bought in the last ``days`` (0 = ever), cached
-        for the batch (the same ``hist`` object)."""
+    def _bought_keys(self, hist: pl.DataFrame, days: int, items: np.ndarray) -> pl.Series:
+        """``_c * n_items + _i`` of every (customer, item) bought in the last ``days`` (0 = ever), among
+        ``items`` only: the look-up set is built from the purchases of the candidates' items, often a
+        fraction of the history, instead of all of it."""
         cached = self._bought_cache
-        if cached is not None and cached[0] is hist and cached[1] == days:
-            return cached[2]
-        bought = hist.filter(pl.col("_i").is_not_null())
-        if days > 0:
-            bought = bought.filter(pl.col("ts") >= self.now - timedelta(days=days))
-        keys = (bought["_c"].cast(pl.Int64) * self.n_items + bought["_i"].cast(pl.Int64)).unique()
-        self._bought_cache = (hist, days, keys)
-        return keys
+        if cached is None or cached[0] is not hist or cached[1] != days:
+            bought = hist.filter(pl.col("_i").is_not_null())
+            if days > 0:
+                bought = bought.filter(pl.col("ts") >= self.now - timedelta(days=days))
+            cached = (hist, days, bought["_c"].to_numpy(), bought["_i"].to_numpy())
+            self._bought_cache = cached
+        _, _, c, i = cached
+        wanted = np.zeros(self.n_items, dtype=bool)
+        wanted[items] = True
+        mine = wanted[i]
+        return pl.Series(c[mine].astype(np.int64) * self.n_items + i[mine])
 
     def edges(self, top: int) -> pl.DataFrame:
         """Complement graph edges ``(source, target, lift, source_g, target_g)``, best ``top`` targets per
