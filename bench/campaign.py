@@ -15,9 +15,11 @@ What is timed, per repeat (medians reported; a repeat runs all three measurement
 they see the same machine load):
 
 * ``plan`` — ``plan_campaign`` without a store: audience, consent, every per-run preparation (item
-  codes, paid-price medians, pick context, business rules), picks, holdout split and summary.  Nothing
-  is cached between runs: each plan starts from the loaded bundle and data, as ``recsys campaign run``
-  does.  The headline customers/s is audience ÷ median plan time.
+  codes, paid-price medians, pick context, business rules), picks, holdout split and summary.  The
+  campaign code caches nothing between runs: each plan starts from the loaded bundle and data, as
+  ``recsys campaign run`` does (a model's own memo inside the loaded bundle, such as popularity's
+  sorted list, ~1 ms, survives the first run, as it would in a service).  The headline customers/s is
+  audience ÷ median plan time.
 * ``run`` — ``run_campaign`` as the CLI calls it, against a fresh SQLite store: the plan plus store
   reads (consent, suppression, erasures, send log), the picks file and the send log write.
 * ``read`` — the baseline: reading the audience's purchases before ``now`` out of the loaded data (a
