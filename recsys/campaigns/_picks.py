@@ -149,9 +149,10 @@ class PickContext:
         # Item codes ``_i``: positions among the catalogue's distinct ids (first occurrence order), hashed
         # once for every purchase line; every later group-by and look-up by item works on them.
         item_ids = data.items["item_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
-        coded = data.purchases.select(
+        purchases = data.purchases
+        coded = purchases.select(
             "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
-            codes_of(data.purchases["item_id"], item_ids).alias("_i"))
+            codes_of(purchases["item_id"], item_ids).alias("_i"))
         self.catalogue = _with_paid_prices(data.items, coded, item_ids)
         pop = self.hybrid.generators["popularity"]
         pop_frame = pl.DataFrame({
@@ -199,7 +200,10 @@ class PickContext:
                                            "score": scores[keep].astype(np.float64)})
         #: Purchases before ``now`` (the customers' facts), narrowed to what strategies read, with the item
         #: code ``_i`` (null for items missing from the catalogue).
-        self.purchases = coded.filter(pl.col("ts") < now)
+        last = coded["ts"].max()
+        # (by default ``now`` follows the last purchase: no filter, no copy of 1.5 M rows)
+        every = last is not None and last < now and coded["ts"].null_count() == 0
+        self.purchases = coded if every else coded.filter(pl.col("ts") < now)
         self.rules = rules
         excluded = set(rules.exclude_categories if rules else ()) | set(exclude.categories if exclude else ())
         excluded_codes = self.category_codes.filter(pl.col("category").is_in(sorted(excluded)))
