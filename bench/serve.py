@@ -240,8 +240,12 @@ def main() -> None:
     proc = in_process(tag, customers[:200])
     print(f"\n{'endpoint':<14}{'conc':>5}{'req/s':>10}{'× livez':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}")
     for key, r in results.items():
-        floor = results.get(f"/livez@{r['concurrency']}", {}).get("rps") or 1
-        r["ratio_to_livez"] = r["rps"] / floor
+        # paired: each round's endpoint against /livez measured right before it, median over rounds
+        floor_runs = results.get(f"/livez@{r['concurrency']}", {}).get("rounds", [])
+        pairs = sorted(x["rps"] / max(f["rps"], 1e-9) for x, f in zip(r["rounds"], floor_runs, strict=False))
+        r["ratio_to_livez_per_round"] = pairs
+        r["ratio_to_livez"] = pairs[len(pairs) // 2] if pairs else 0.0
+        r["ratio_of_median_rps"] = r["rps"] / (results.get(f"/livez@{r['concurrency']}", {}).get("rps") or 1)
         print(f"{r['endpoint']:<14}{r['concurrency']:>5}{r['rps']:>10.0f}{r['ratio_to_livez']:>9.2f}{r['p50']:>9.2f}"
               f"{r['p95']:>9.2f}{r['p99']:>9.2f}{r['errors']:>8}")
     print("\ncross-check, one connection timed in Python (c=1):")
@@ -251,7 +255,9 @@ def main() -> None:
     print(f"\nin-process cost of one recommendation (no HTTP, cache off): served from the precomputed ranking "
           f"{proc['precomputed_ms']:.2f} ms, live ranking {proc['live_ranking_ms']:.2f} ms (median)")
     rec16, p99_4 = results.get("/recommend@16", {}), results.get("/recommend@4", {}).get("p99")
-    print(f"targets: /recommend c=16 ≥ 0.6× /livez: {rec16.get('ratio_to_livez', 0):.2f}×; p99 at c=4 ≤ 25 ms: "
+    print(f"targets: /recommend c=16 ≥ 0.6× /livez: {rec16.get('ratio_to_livez', 0):.2f}× (median of the rounds' "
+          f"paired ratios {', '.join(f'{x:.2f}' for x in rec16.get('ratio_to_livez_per_round', []))}; ratio of the "
+          f"median req/s {rec16.get('ratio_of_median_rps', 0):.2f}×); p99 at c=4 ≤ 25 ms: "
           f"{p99_4}; errors: {sum(r['errors'] for r in results.values())}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "serve.json"
