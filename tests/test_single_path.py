@@ -82,3 +82,20 @@ def test_deeper_cross_sell_pool_used_by_both_paths(hybrid) -> None:  # type: ign
         assert hybrid.rank_one(c, now, new_only=True).select(COLS).equals(deep.select(COLS))
     finally:
         hybrid.new_candidates = saved
+
+
+@pytest.mark.parametrize("name", ["buy_again", "copurchase", "category_complements"])
+def test_explain_arrays_equal_the_sources_frame(hybrid, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The per-request arrays and ``recommend_with_sources`` are one computation in two shapes."""
+    gen = hybrid.generators[name]
+    customers = _sample(hybrid, 12)
+    frame = gen.recommend_with_sources(customers, 20, on_unknown="empty")
+    e = gen.explain_arrays(customers, 20, on_unknown="empty")
+    ts_col = "source_ts" if "source_ts" in frame.columns else "last_bought_ts"
+    assert [customers[r] for r in e.row] == frame["customer_id"].to_list()
+    assert e.rank.tolist() == frame["rank"].to_list()
+    assert e.item_id.tolist() == frame["item_id"].to_list()
+    np.testing.assert_array_equal(e.score, frame["score"].to_numpy())
+    src = frame["source_item_id"] if "source_item_id" in frame.columns else frame["item_id"]
+    assert e.source_item_id.tolist() == src.to_list()
+    assert e.source_us.tolist() == frame[ts_col].cast(pl.Int64).to_list()

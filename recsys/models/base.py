@@ -35,6 +35,7 @@ from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownI
 from recsys.idmap import IdMap
 
 __all__ = [
+    "Explained",
     "Recommendations",
     "Recommender",
     "OnUnknown",
@@ -48,6 +49,21 @@ __all__ = [
 OnUnknown = Literal["raise", "empty"]
 PAD_ID = ""
 FORMAT_VERSION = 1
+
+
+class Explained(NamedTuple):
+    """``recommend_with_sources`` as arrays, one entry per (customer, suggestion), padding omitted.
+
+    Why arrays as well as the frame: the per-request path asks for one customer and ~40 items, where
+    building and unpacking a six-column polars frame cost more than the model itself.
+    """
+
+    row: np.ndarray  # position of the customer in the request
+    rank: np.ndarray  # 1 = best
+    item_id: np.ndarray  # object array of str
+    score: np.ndarray  # float32
+    source_item_id: np.ndarray  # object array of str
+    source_us: np.ndarray  # int64 microseconds since the epoch (the schema's Datetime(us))
 
 
 class Recommendations(NamedTuple):

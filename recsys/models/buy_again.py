@@ -36,7 +36,7 @@ import polars as pl
 from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
-from recsys.models.base import OnUnknown, Recommendations, Recommender, check_param
+from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param
 from recsys.models.copurchase import (
     csr_from_coo,
     epoch_seconds,
@@ -453,24 +453,43 @@ class BuyAgain(Recommender):
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
         at = self._check_at(at)
         ids, rows = resolve_rows(self, customer_ids, on_unknown)
+        b, rank, items, scores, cand, pick = self._explained(rows, n, at)
+        return pl.DataFrame(
+            {
+                "customer_id": pl.Series(ids[b].astype(str).tolist(), dtype=pl.String),
+                "rank": pl.Series(rank + 1, dtype=pl.Int32),
+                "item_id": pl.Series(items.tolist(), dtype=pl.String),
+                "score": pl.Series(scores, dtype=pl.Float32),
+                "last_bought_ts": to_datetime(cand["last"][pick]),
+                "expected_interval_days": pl.Series(cand["expected"][pick], dtype=pl.Float64),
+            }
+        )
+
+    def _explained(self, rows: np.ndarray, n: int, at: datetime | None) -> tuple[Any, ...]:
         cand = self._candidates(rows, at)
         idx, scores = sparse_top_n(
             cand["local"], np.arange(len(cand["items"])), cand["score"].astype(np.float32), len(rows), n
         )
         b, rank = np.nonzero(idx >= 0)
         pick = idx[b, rank]
-        return pl.DataFrame(
-            {
-                "customer_id": pl.Series(ids[b].astype(str).tolist(), dtype=pl.String),
-                "rank": pl.Series(rank + 1, dtype=pl.Int32),
-                "item_id": pl.Series(
-                    self.item_ids_.ids[cand["items"][pick]].astype(str).tolist(), dtype=pl.String
-                ),
-                "score": pl.Series(scores[b, rank], dtype=pl.Float32),
-                "last_bought_ts": to_datetime(cand["last"][pick]),
-                "expected_interval_days": pl.Series(cand["expected"][pick], dtype=pl.Float64),
-            }
-        )
+        items = self.item_ids_.ids[cand["items"][pick]].astype(str).astype(object)
+        return b, rank, items, scores[b, rank].astype(np.float32), cand, pick
+
+    def explain_arrays(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        on_unknown: OnUnknown = "raise",
+    ) -> Explained:
+        """``recommend_with_sources`` as arrays (the per-request path): the source of a buy-again
+        suggestion is the item itself, bought last on ``source_us``."""
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        _, rows = resolve_rows(self, customer_ids, on_unknown)
+        b, rank, items, scores, cand, pick = self._explained(rows, n, None)
+        last_us = np.round(np.asarray(cand["last"][pick]) * 1_000_000).astype(np.int64)
+        return Explained(b, (rank + 1).astype(np.int32), items, scores, items, last_us)
 
     def replenishable_categories(self) -> pl.DataFrame:
         """Every category's repeat statistics and whether it is replenishable, most repeated first.

@@ -52,7 +52,7 @@ import yaml
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError, ModelFitError, UnknownIdError
 from recsys.idmap import IdMap
-from recsys.models.base import OnUnknown, Recommender, check_param
+from recsys.models.base import Explained, OnUnknown, Recommender, check_param
 from recsys.models.category_affinity import (
     ITEM_HALF_LIFE_DAYS,
     binary_matrix,
@@ -815,8 +815,7 @@ class CategoryComplements(Recommender):
                 f"{type(self).__name__}: {len(bad)} unknown customer id(s), e.g. {bad[0]!r}; "
                 "pass on_unknown='empty' to get empty rows instead"
             )
-        c = self._candidates(rows, n, exclude_bought)
-        order = np.lexsort((c["rank"], c["pos"]))
+        c, order = self._explained(rows, n, exclude_bought)
         cats = self.categories_.astype(str)
         return pl.DataFrame(
             {
@@ -831,6 +830,33 @@ class CategoryComplements(Recommender):
                 ),
                 "source_ts": pl.Series(c["source_ts"][order], dtype=pl.Int64).cast(pl.Datetime("us")),
             }
+        )
+
+    def _explained(self, rows: np.ndarray, n: int, exclude_bought: bool) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        c = self._candidates(rows, n, exclude_bought)
+        return c, np.lexsort((c["rank"], c["pos"]))
+
+    def explain_arrays(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        exclude_bought: bool = False,
+        on_unknown: OnUnknown = "raise",
+    ) -> Explained:
+        """``recommend_with_sources`` as arrays (the per-request path)."""
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        ids = np.array([customer_ids] if isinstance(customer_ids, str) else list(customer_ids), dtype=object)
+        rows = self._customer_rows(ids)
+        if (rows < 0).any() and on_unknown == "raise":
+            raise UnknownIdError(f"{type(self).__name__}: unknown customer id {ids[rows < 0][0]!r}")
+        c, order = self._explained(rows, n, exclude_bought)
+        item_ids = self.item_ids_.ids
+        return Explained(
+            c["pos"][order], (c["rank"][order] + 1).astype(np.int32),
+            item_ids[c["item"][order]].astype(str).astype(object), c["score"][order].astype(np.float32),
+            item_ids[c["source_item"][order]].astype(str).astype(object), c["source_ts"][order].astype(np.int64),
         )
 
     # --------------------------------------------------------------- fold-in

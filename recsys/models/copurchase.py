@@ -29,7 +29,7 @@ from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models._implicit_util import SPARSE_ROWS, positive_top_n
-from recsys.models.base import OnUnknown, Recommendations, Recommender, check_param, top_n
+from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param, top_n
 
 __all__ = ["CoPurchase"]
 
@@ -500,24 +500,39 @@ class CoPurchase(Recommender):
         (when the customer last bought it) — "bought with X that you bought on DATE".  Padding
         rows are omitted, so unknown customers (with ``on_unknown="empty"``) have no rows.
         """
+        ids, _ = resolve_rows(self, customer_ids, on_unknown)
+        e = self.explain_arrays(customer_ids, n, exclude_bought=exclude_bought, on_unknown=on_unknown)
+        return pl.DataFrame(
+            {
+                "customer_id": pl.Series(ids[e.row].astype(str).tolist(), dtype=pl.String),
+                "rank": pl.Series(e.rank, dtype=pl.Int32),
+                "item_id": pl.Series(e.item_id.tolist(), dtype=pl.String),
+                "score": pl.Series(e.score, dtype=pl.Float32),
+                "source_item_id": pl.Series(e.source_item_id.tolist(), dtype=pl.String),
+                "source_ts": pl.Series(e.source_us, dtype=pl.Int64).cast(pl.Datetime("us")),
+            }
+        )
+
+    def explain_arrays(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        n: int = 10,
+        *,
+        exclude_bought: bool = False,
+        on_unknown: OnUnknown = "raise",
+    ) -> Explained:
+        """``recommend_with_sources`` as arrays (the per-request path)."""
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
-        ids, rows = resolve_rows(self, customer_ids, on_unknown)
+        _, rows = resolve_rows(self, customer_ids, on_unknown)
         idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
         b, rank = np.nonzero(idx >= 0)
         rec_items = idx[b, rank]
         src_item, src_ts = self._sources(rows, b, rec_items)
-        return pl.DataFrame(
-            {
-                "customer_id": pl.Series(ids[b].astype(str).tolist(), dtype=pl.String),
-                "rank": pl.Series(rank + 1, dtype=pl.Int32),
-                "item_id": pl.Series(self.item_ids_.ids[rec_items].astype(str).tolist(), dtype=pl.String),
-                "score": pl.Series(scores[b, rank], dtype=pl.Float32),
-                "source_item_id": pl.Series(
-                    self.item_ids_.ids[src_item].astype(str).tolist(), dtype=pl.String
-                ),
-                "source_ts": to_datetime(src_ts),
-            }
+        return Explained(
+            b, (rank + 1).astype(np.int32), self.item_ids_.ids[rec_items].astype(str).astype(object),
+            scores[b, rank].astype(np.float32), self.item_ids_.ids[src_item].astype(str).astype(object),
+            np.round(np.asarray(src_ts) * _US).astype(np.int64),
         )
 
     def _sources(self, rows: np.ndarray, b: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -87,6 +87,15 @@ def _rows_of_generator(name: str, gen: Any, cid: str, k: int, exclude_bought: bo
     if explain is not None:
         if exclude_bought and "exclude_bought" not in _params(explain):
             return None
+        arrays = getattr(gen, "explain_arrays", None)
+        if arrays is not None:  # the same rows without building a frame
+            e = arrays([cid], k, on_unknown="empty", **({"exclude_bought": True} if exclude_bought else {}))
+            return [
+                (i, s, int(r), si, int(t))
+                for i, s, r, si, t in zip(e.item_id.tolist(), e.score, e.rank.tolist(), e.source_item_id.tolist(),
+                                          e.source_us.tolist(), strict=True)
+                if np.isfinite(s)
+            ]
         kwargs = {"exclude_bought": True} if exclude_bought else {}
         frame = explain([cid], k, **kwargs)
         if frame.height == 0:
