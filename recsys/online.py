@@ -189,7 +189,7 @@ class OnlineRecommender:
         if ctx.height:
             parts.append((ctx, CONTEXT_WEIGHT.get(placement, 1.0)))
         ranked = _fuse(parts) if len(parts) > 1 else (parts[0][0] if parts else _empty_ranked())
-        if len(parts) != 1 or parts[0][0] is ctx:  # own rankings already carry the customer id
+        if len(parts) > 1:  # the fused list; single rankings (own, context, empty) carry the customer id
             ranked = ranked.with_columns(pl.lit(cid).alias("customer_id"))
         if filters.active:
             ranked = self._filter(ranked, filters)

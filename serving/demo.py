@@ -93,6 +93,13 @@ class _Views:
         state = self.get_state()
         return None if state is None else state.online
 
+    def _loaded(self) -> Any:
+        """The serving recommender, or the 503 answer while no model is loaded (as ``_limit`` does)."""
+        online = self._online()
+        if online is None:
+            return JSONResponse({"detail": "no model loaded yet"}, status_code=503, headers=_HEADERS)
+        return online
+
     def _item(self, online: Any, item_id: str) -> dict[str, Any]:
         price = online.item_price.get(item_id)
         return {"item_id": item_id, "name": online.item_name.get(item_id) or item_id,
@@ -155,9 +162,9 @@ class _Views:
         """``?category=trousers&limit=12``: customers whose latest order has that category, newest first."""
         if not self.enabled():
             return _not_found()
-        online = self._online()
-        if online is None:
-            return JSONResponse({"detail": "no model loaded yet"}, status_code=503, headers=_HEADERS)
+        online = self._loaded()
+        if isinstance(online, JSONResponse):
+            return online
         limit = _limit(request, 12)
         if isinstance(limit, JSONResponse):
             return limit
@@ -186,9 +193,9 @@ class _Views:
             return JSONResponse({"detail": [{"loc": ["path", "customer_id"],
                                              "msg": "1-64 letters, digits, '_', '.', ':' or '-'"}]},
                                 status_code=400, headers=_HEADERS)
-        online = self._online()
-        if online is None:
-            return JSONResponse({"detail": "no model loaded yet"}, status_code=503, headers=_HEADERS)
+        online = self._loaded()
+        if isinstance(online, JSONResponse):
+            return online
         limit = _limit(request, _MAX_LIMIT)
         if isinstance(limit, JSONResponse):
             return limit
@@ -213,9 +220,9 @@ class _Views:
         and prices for recommended ids), or neither: bestsellers."""
         if not self.enabled():
             return _not_found()
-        online = self._online()
-        if online is None:
-            return JSONResponse({"detail": "no model loaded yet"}, status_code=503, headers=_HEADERS)
+        online = self._loaded()
+        if isinstance(online, JSONResponse):
+            return online
         limit = _limit(request, 12)
         if isinstance(limit, JSONResponse):
             return limit

@@ -99,3 +99,15 @@ def test_explain_arrays_equal_the_sources_frame(hybrid, name: str) -> None:  # t
     src = frame["source_item_id"] if "source_item_id" in frame.columns else frame["item_id"]
     assert e.source_item_id.tolist() == src.to_list()
     assert e.source_us.tolist() == frame[ts_col].cast(pl.Int64).to_list()
+
+
+def test_rank_one_equals_rank_without_a_trained_ranker(hybrid) -> None:  # type: ignore[no-untyped-def]
+    """The untrained blend (reciprocal-rank fusion) is the same function on both paths."""
+    saved = hybrid.ranker
+    try:
+        hybrid.ranker = None
+        for c in _sample(hybrid, 10):
+            one = hybrid.rank_one(c, hybrid.reference_time)
+            assert one.select(COLS).equals(hybrid.rank([c], hybrid.reference_time).select(COLS)), c
+    finally:
+        hybrid.ranker = saved

@@ -93,8 +93,9 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
         # argpartition picks arbitrarily among values tied with the k-th: take the smallest indices,
         # so any batch size (and the sparse per-request paths) give the same list
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)
-        tied = (scores == kth).sum(axis=1) > (np.take_along_axis(scores, part, axis=1) == kth).sum(axis=1)
+        picked = np.take_along_axis(scores, part, axis=1)
+        kth = picked.min(axis=1, keepdims=True)
+        tied = (scores == kth).sum(axis=1) > (picked == kth).sum(axis=1)
         if tied.any():
             rows = np.flatnonzero(tied)
             sub = scores[rows]

@@ -72,6 +72,7 @@ from recsys.models.category_affinity import (
     to_us,
     top_per_position,
 )
+from recsys.models.copurchase import resolve_rows
 
 __all__ = ["CategoryComplements", "CategoryOverride", "load_overrides", "sequence_counts", "SequenceCounts"]
 
@@ -847,10 +848,7 @@ class CategoryComplements(Recommender):
         """``recommend_with_sources`` as arrays (the per-request path)."""
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
-        ids = np.array([customer_ids] if isinstance(customer_ids, str) else list(customer_ids), dtype=object)
-        rows = self._customer_rows(ids)
-        if (rows < 0).any() and on_unknown == "raise":
-            raise UnknownIdError(f"{type(self).__name__}: unknown customer id {ids[rows < 0][0]!r}")
+        _, rows = resolve_rows(self, customer_ids, on_unknown)
         c, order = self._explained(rows, n, exclude_bought)
         item_ids = self.item_ids_.ids
         return Explained(

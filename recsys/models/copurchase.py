@@ -500,8 +500,10 @@ class CoPurchase(Recommender):
         (when the customer last bought it) — "bought with X that you bought on DATE".  Padding
         rows are omitted, so unknown customers (with ``on_unknown="empty"``) have no rows.
         """
-        ids, _ = resolve_rows(self, customer_ids, on_unknown)
-        e = self.explain_arrays(customer_ids, n, exclude_bought=exclude_bought, on_unknown=on_unknown)
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        ids, rows = resolve_rows(self, customer_ids, on_unknown)
+        e = self._explain(rows, n, exclude_bought)
         return pl.DataFrame(
             {
                 "customer_id": pl.Series(ids[e.row].astype(str).tolist(), dtype=pl.String),
@@ -525,6 +527,9 @@ class CoPurchase(Recommender):
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
         _, rows = resolve_rows(self, customer_ids, on_unknown)
+        return self._explain(rows, n, exclude_bought)
+
+    def _explain(self, rows: np.ndarray, n: int, exclude_bought: bool) -> Explained:
         idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
         b, rank = np.nonzero(idx >= 0)
         rec_items = idx[b, rank]

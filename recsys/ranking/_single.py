@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from recsys.ranking._features import ItemStats
     from recsys.ranking.hybrid import HybridRecommender
 
-__all__ = ["ItemLookup", "SingleCandidates", "single_candidates", "single_features", "rank_one"]
+__all__ = ["ItemLookup", "SingleCandidates", "rank_one", "rrf_from_ranks", "single_candidates", "single_features"]
 
 _DAY_US = 86_400 * 1_000_000
 _EPOCH = datetime(1970, 1, 1)
@@ -79,45 +79,23 @@ class SingleCandidates:
     source_ts: list[int | None]  # µs since epoch
 
 
-def _rows_of_generator(name: str, gen: Any, cid: str, k: int, exclude_bought: bool) -> list[tuple[Any, ...]] | None:
-    """(item_id, score, rank, source_item_id, source_ts_us) rows of one generator, or None."""
+def _rows_of_generator(gen: Any, cid: str, k: int, exclude_bought: bool) -> list[tuple[Any, ...]] | None:
+    """(item_id, score, rank, source_item_id, source_ts_us) rows of one generator, or None.
+
+    Generators that explain themselves do it through ``explain_arrays`` here (the same computation as
+    the ``recommend_with_sources`` frame the batch path reads); the others through ``recommend``.
+    """
     if not gen.serves_unknown and not _known_mask(gen, np.array([cid], dtype=object))[0]:
         return None
-    explain = getattr(gen, "recommend_with_sources", None)
+    explain = getattr(gen, "explain_arrays", None)
     if explain is not None:
         if exclude_bought and "exclude_bought" not in _params(explain):
-            return None
-        arrays = getattr(gen, "explain_arrays", None)
-        if arrays is not None:  # the same rows without building a frame
-            e = arrays([cid], k, on_unknown="empty", **({"exclude_bought": True} if exclude_bought else {}))
-            return [
-                (i, s, int(r), si, int(t))
-                for i, s, r, si, t in zip(e.item_id.tolist(), e.score, e.rank.tolist(), e.source_item_id.tolist(),
-                                          e.source_us.tolist(), strict=True)
-                if np.isfinite(s)
-            ]
-        kwargs = {"exclude_bought": True} if exclude_bought else {}
-        frame = explain([cid], k, **kwargs)
-        if frame.height == 0:
-            return None
-        cols = frame.columns
-        items = frame["item_id"].cast(pl.String).to_list()
-        scores = frame["score"].cast(pl.Float32).to_numpy()
-        ranks = frame["rank"].to_numpy()
-        ts_col = next((c for c in ("source_ts", "last_bought_ts") if c in cols), None)
-        if "source_item_id" in cols:
-            src = frame["source_item_id"].cast(pl.String).to_list()
-        elif ts_col == "last_bought_ts":
-            src = items  # buy-again: the source is the item itself
-        else:
-            src = [None] * len(items)
-        if ts_col is not None:
-            ts = frame[ts_col].cast(pl.Datetime("us")).cast(pl.Int64).to_list()
-        else:
-            ts = [None] * len(items)
+            return None  # a generator that cannot leave bought items out has nothing new to offer
+        e = explain([cid], k, on_unknown="empty", **({"exclude_bought": True} if exclude_bought else {}))
         return [
-            (i, s, int(r), si, t)
-            for i, s, r, si, t in zip(items, scores, ranks, src, ts, strict=True)
+            (i, s, int(r), si, int(t))
+            for i, s, r, si, t in zip(e.item_id.tolist(), e.score, e.rank.tolist(), e.source_item_id.tolist(),
+                                      e.source_us.tolist(), strict=True)
             if np.isfinite(s)
         ]
     ids, scores = gen.recommend(np.array([cid], dtype=object), k, on_unknown="empty", exclude_bought=exclude_bought)
@@ -140,7 +118,7 @@ def single_candidates(hybrid: HybridRecommender, cid: str, *, exclude_bought: bo
         k = counts.get(name, 0)
         if k <= 0:
             continue
-        rows = _rows_of_generator(name, hybrid.generators[name], cid, k, exclude_bought)
+        rows = _rows_of_generator(hybrid.generators[name], cid, k, exclude_bought)
         for item, s, r, src, ts in rows or ():
             per_item.setdefault(item, []).append((r, g, src, ts))
             key = (item, g)
@@ -259,6 +237,15 @@ def single_features(
     return X
 
 
+def rrf_from_ranks(ranks: np.ndarray, k: float = 20.0) -> np.ndarray:
+    """Reciprocal-rank fusion Σ_g 1/(k + rank_g) over a (rows, generators) rank matrix, NaN = not
+    proposed: the untrained blend, on both paths."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    if ranks.size == 0:
+        return np.zeros(ranks.shape[0])
+    return (1.0 / (k + np.where(np.isnan(ranks), np.inf, ranks))).sum(axis=1)
+
+
 def _date_string(ts_us: int) -> str:
     return str(np.datetime64(ts_us, "us").astype("datetime64[D]"))
 
@@ -283,8 +270,7 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
     if ranker is not None:
         scores = ranker.predict(X) if len(items) else np.zeros(0)
     else:
-        ranks = X[:, [hybrid.features.index(f"rank_{g}") for g in hybrid.generators]].astype(np.float64)
-        scores = (1.0 / (20.0 + np.where(np.isnan(ranks), np.inf, ranks))).sum(axis=1)
+        scores = rrf_from_ranks(X[:, [hybrid.features.index(f"rank_{g}") for g in hybrid.generators]])
     s32 = np.asarray(scores, dtype=np.float32)
     order = sorted(range(len(items)), key=lambda j: (-s32[j], items[j]))
     names = list(hybrid.generators)

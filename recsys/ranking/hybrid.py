@@ -22,7 +22,7 @@ from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._candidates import collect_candidates, widen
 from recsys.ranking._features import ItemStats, build_features, feature_names, to_matrix
-from recsys.ranking._single import ItemLookup, rank_one
+from recsys.ranking._single import ItemLookup, rank_one, rrf_from_ranks
 from recsys.ranking._trees import TreeEnsemble
 
 __all__ = ["HybridRecommender", "fit_ranker", "label_candidates"]
@@ -179,15 +179,10 @@ class HybridRecommender:
 
 def rrf_scores(frame: pl.DataFrame, generator_names: Sequence[str], k: float = 20.0) -> np.ndarray:
     """Reciprocal-rank fusion: Σ_g 1/(k + rank_g) — the untrained blend the ranker must beat."""
-    if frame.height == 0:
-        return np.zeros(0)
-    total = np.zeros(frame.height)
-    for g in generator_names:
-        col = f"rank_{g}"
-        if col in frame.columns:
-            r = frame[col].fill_null(np.inf).to_numpy().astype(np.float64)
-            total += 1.0 / (k + r)
-    return total
+    cols = [f"rank_{g}" for g in generator_names if f"rank_{g}" in frame.columns]
+    if frame.height == 0 or not cols:
+        return np.zeros(frame.height)
+    return rrf_from_ranks(frame.select(pl.col(cols).cast(pl.Float64)).to_numpy(), k)
 
 
 def _pad_with_popular(
