@@ -25,6 +25,7 @@ from recsys.campaigns import (
     EXCLUSION_REASONS,
     PICK_COLUMNS,
     Campaign,
+    CampaignIndex,
     CampaignRun,
     build_audience,
     campaign_from_dict,
@@ -611,3 +612,23 @@ def test_send_log_path_on_postgresql(pg_uri: str, bundle: Bundle, data: Dataset,
         assert log.filter(~pl.col("control")).height == first.picks.height
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------------------ shared index
+def test_a_shared_index_gives_the_lists_of_a_fresh_one(saved: tuple[str, Path], data: Dataset,
+                                                       now: datetime) -> None:
+    """One ``CampaignIndex`` serves every strategy in turn (the weekly job); each list equals a run that
+    built its own index on a freshly loaded bundle — including after replenishment/winback folded the
+    data's newer purchases into the shared bundle."""
+    shared = Bundle.load(saved[1])
+    index = CampaignIndex(shared, data)
+    for kind in ["replenishment", "complements", "upsell", "new_in_category", "welcome", "winback"]:
+        campaign = _campaign(strategy=kind, n_picks=4, holdout_share=0.2)
+        warm = _plan(campaign, shared, data, now, index=index)
+        cold = _plan(campaign, Bundle.load(saved[1]), data, now)
+        assert warm.picks.height > 0, kind
+        for part in ("picks", "controls", "excluded"):
+            assert_frame_equal(getattr(warm, part), getattr(cold, part))
+    other = generate_shop(seed=1).dataset
+    with pytest.raises(ConfigError, match="'index' parameter was built for another bundle or data set"):
+        _plan(_campaign(), shared, other, now, index=index)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from recsys.campaigns._audience import build_audience, category_propensity, read_customer_ids
 from recsys.campaigns._config import Campaign, Strategy, campaign_from_dict, load_campaign
+from recsys.campaigns._index import CampaignIndex
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask, stable_hash
 from recsys.campaigns._kpis import KPI_COLUMNS, campaign_kpis
 from recsys.campaigns._picks import STRATEGIES, PickContext
@@ -35,6 +36,7 @@ from recsys.campaigns._run import (
 
 __all__ = [
     "Campaign",
+    "CampaignIndex",
     "CampaignRun",
     "EXCLUSION_REASONS",
     "KPI_COLUMNS",

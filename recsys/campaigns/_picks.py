@@ -18,8 +18,6 @@ web service does with live events.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
@@ -27,15 +25,13 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import Bundle
-from recsys.campaigns._codes import codes_of, paid_median
+from recsys.campaigns._codes import codes_of
 from recsys.campaigns._config import Campaign, Exclusions
+from recsys.campaigns._index import CampaignIndex, shared_index
 from recsys.dataset import Dataset
-from recsys.models.base import PAD_ID
 from recsys.rules import PlacementRules
 
 __all__ = ["PickContext", "STRATEGIES", "CHECKED_STRATEGIES", "candidates", "rank_within", "CANDIDATE_SCHEMA"]
-
-log = logging.getLogger(__name__)
 
 #: Candidate columns: ``_c`` is the customer's position in its batch, ``_i`` the item's catalogue code.
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
@@ -50,8 +46,6 @@ CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
 }
 _RRF_K = 20.0
 _SECONDS_PER_DAY = 86_400.0
-#: Co-purchase neighbours considered per purchased item (best scores first).
-_NEIGHBOURS_PER_ITEM = 10
 
 
 def _empty() -> pl.DataFrame:
@@ -105,25 +99,9 @@ def _best_per_key(frame: pl.DataFrame, key: str, score: str, tie: str) -> pl.Dat
     return best.unique(key, keep="any")
 
 
-def _with_paid_prices(items: pl.DataFrame, purchases: pl.DataFrame, item_ids: pl.Series) -> pl.DataFrame:
-    """The catalogue, items without a list price priced at the median unit price paid for them.
-
-    Grocery exports (Complete Journey) carry prices on purchase lines only; upsell needs a price per
-    item, and so does the email placement's upsell band.  ``purchases`` carries the item code ``_i``
-    (position in ``item_ids``, the catalogue's distinct ids), so the medians group on integers.
-    """
-    if "price" not in items.columns or items["price"].null_count() == 0:
-        return items
-    median, known = paid_median(purchases["_i"], purchases["price"], item_ids.len())
-    row = codes_of(items["item_id"], item_ids)
-    at = row.fill_null(0).to_numpy().astype(np.int64)
-    ok = pl.Series(row.is_not_null().to_numpy() & known[at])
-    paid = pl.when(ok).then(pl.Series(median[at]))
-    return items.with_columns(pl.coalesce(pl.col("price"), paid).alias("price"))
-
-
 class PickContext:
-    """What every strategy needs, prepared once per run.
+    """What every strategy needs for one run: the shared ``CampaignIndex`` plus what depends on ``now``,
+    the placement's rules and the campaign's exclusions.
 
     Parameters
     ----------
@@ -138,68 +116,33 @@ class PickContext:
     rules, exclude
         The placement's rules and the campaign's exclusions: ``pickable`` drops the candidates their
         hard rules would drop anyway, so strategies can cut their candidate lists early.
+    index
+        The ``CampaignIndex`` of ``(bundle, data)`` shared by several runs; built here when ``None``.
     """
 
     def __init__(self, bundle: Bundle, data: Dataset, *, now: datetime, rules: PlacementRules | None = None,
-                 exclude: Exclusions | None = None) -> None:
+                 exclude: Exclusions | None = None, index: CampaignIndex | None = None) -> None:
+        index = shared_index(index, bundle, data)
+        self.index = index
         self.bundle = bundle
         self.hybrid = bundle.hybrid
         self.data = data
         self.now = now
-        # Item codes ``_i``: positions among the catalogue's distinct ids (first occurrence order), hashed
-        # once for every purchase line; every later group-by and look-up by item works on them.
-        item_ids = data.items["item_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
-        purchases = data.purchases
-        coded = purchases.select(
-            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
-            codes_of(purchases["item_id"], item_ids).alias("_i"))
-        self.catalogue = _with_paid_prices(data.items, coded, item_ids)
-        pop = self.hybrid.generators["popularity"]
-        pop_frame = pl.DataFrame({
-            "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),  # type: ignore[attr-defined]
-            "pop": pl.Series(np.asarray(pop.scores_, dtype=np.float64)),  # type: ignore[attr-defined]
-        })
-        items = self.catalogue.select(
-            "item_id", "category", pl.col("price").cast(pl.Float64),
-            pl.col("in_stock").fill_null(True) if "in_stock" in self.catalogue.columns
-            else pl.lit(True).alias("in_stock"),
-        ).filter(pl.col("item_id").is_not_null()).unique("item_id", keep="first", maintain_order=True)
-        cats = sorted(set(items["category"].drop_nulls().to_list()))
-        #: Category code ``_g`` of each category name; customer × category keys are ``_c * n_groups + _g``.
-        self.category_codes = pl.DataFrame({"category": cats, "_g": np.arange(len(cats), dtype=np.int32)},
-                                           schema={"category": pl.String, "_g": pl.Int32})
-        self.n_groups = max(len(cats), 1)
-        self.categories: set[str] = set(cats)
-        #: The catalogue with popularity, item code ``_i`` (row number) and category code ``_g``.
-        self.items = (
-            items.join(pop_frame, on="item_id", how="left", maintain_order="left")
-            .with_columns(pl.col("pop").fill_null(0.0))
-            .with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int32))
-            .join(self.category_codes, on="category", how="left", maintain_order="left")
-        )
-        self.n_items = self.items.height
-        #: Per item code: position of the item id in sorted order, an integer stand-in for "smallest id".
-        self.item_rank = self.items["item_id"].rank("ordinal").cast(pl.Int32) - 1
-        #: Per item code: category code (-1 = none) and stock flag, for array look-ups.
-        self.item_group = self.items["_g"].fill_null(-1).to_numpy().astype(np.int64)
-        self.item_in_stock = self.items["in_stock"].to_numpy().astype(bool)
-        #: Bestsellers per category (in stock, sold at least once): rank 1 = best, pop_norm in (0, 1].
-        self.bestsellers = (
-            self.items.filter(pl.col("_g").is_not_null() & (pl.col("pop") > 0) & pl.col("in_stock"))
-            .sort(["_g", "pop", "item_id"], descending=[False, True, False])
-            .with_columns(
-                pl.int_range(1, pl.len() + 1).over("_g").alias("cat_rank"),
-                (pl.col("pop") / pl.col("pop").max().over("_g")).alias("pop_norm"),
-            )
-            .select("_g", "category", "item_id", "_i", "price", "cat_rank", "pop_norm")
-        )
-        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
-        keep = ids != PAD_ID
-        #: Global popularity ranking for the rules' fallback chain (as the service uses).
-        self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
-                                           "score": scores[keep].astype(np.float64)})
+        # the shared tables, under the names the strategies use (see ``CampaignIndex``)
+        self.catalogue = index.catalogue
+        self.items = index.items
+        self.category_codes = index.category_codes
+        self.n_groups = index.n_groups
+        self.categories = index.categories
+        self.n_items = index.n_items
+        self.item_rank = index.item_rank
+        self.item_group = index.item_group
+        self.item_in_stock = index.item_in_stock
+        self.bestsellers = index.bestsellers
+        self.popular_frame = index.popular_frame
         #: Purchases before ``now`` (the customers' facts), narrowed to what strategies read, with the item
-        #: code ``_i`` (null for items missing from the catalogue).
+        #: code ``_i`` (null for items missing from the catalogue) and the customer code ``_u``.
+        coded = index.purchases
         last = coded["ts"].max()
         # (by default ``now`` follows the last purchase: no filter, no copy of 1.5 M rows)
         every = last is not None and last < now and coded["ts"].null_count() == 0
@@ -211,11 +154,8 @@ class PickContext:
         # excluded items by code: candidates are matched on ``_i`` (bought-with rows get their item id late)
         excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
         self._excluded_items = codes_of(excluded_items, self.items["item_id"]).drop_nulls().to_numpy()
-        self._edges: dict[int, pl.DataFrame] = {}
         self._bought_cache: tuple[pl.DataFrame, int, np.ndarray, np.ndarray] | None = None
         self._new_items: dict[int, pl.DataFrame] = {}
-        self._neighbours: pl.DataFrame | None = None
-        self._refreshed = False
         self.folded_in = 0
 
     # ---------------------------------------------------------------- lookups
@@ -227,16 +167,22 @@ class PickContext:
         catalogue ``list_price`` — in no particular order (strategies never rely on row order), with
         integer codes for fast group-bys: ``_c`` (customer's position in the batch), ``_i`` (item),
         ``_g`` (category) and ``_k = _c * n_groups + _g`` (one key per customer × category); the item
-        columns are null for items missing from the catalogue.  One pass over the purchases (customer
-        ids cast to an ``Enum`` of the batch's ids, item look-ups by code) and one partition serve every
-        batch: no join or sort of the whole purchase table, which is what makes a full-base run fast.
+        columns are null for items missing from the catalogue.  The purchases carry the index's
+        customer code, so finding the audience's rows is an array look-up (no string hashing per run),
+        and one partition serves every batch: no join or sort of the whole purchase table.
         """
         ids = list(customer_ids)
         if not ids:
             return
         if len(set(ids)) == len(ids):
-            pos = codes_of(self.purchases["customer_id"], pl.Series(ids, dtype=pl.String))
-            rows = self.purchases.with_columns(pos.alias("_pos")).filter(pl.col("_pos").is_not_null())
+            # position in ``ids`` of every indexed customer (-1: not in the audience), gathered per line
+            code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
+            n_known = self.index.customer_ids.len()
+            where = np.full(n_known + 1, -1, dtype=np.int32)  # the last slot: lines without a customer code
+            where[code.drop_nulls().to_numpy()] = np.flatnonzero(code.is_not_null().to_numpy())
+            pos = where[self.purchases["_u"].fill_null(n_known).to_numpy()]
+            mine = pos >= 0
+            rows = self.purchases.filter(pl.Series(mine)).with_columns(pl.Series("_pos", pos[mine]))
         else:  # a customer listed twice appears in every batch position it holds
             assign = pl.DataFrame({"customer_id": ids, "_pos": np.arange(len(ids), dtype=np.int32)},
                                   schema={"customer_id": pl.String, "_pos": pl.Int32})
@@ -247,7 +193,7 @@ class PickContext:
             pl.lit(self.items["_g"]).gather(pl.col("_i")).alias("_g"),
         ).with_columns(
             (pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"),
-        ).drop("_pos")
+        ).drop("_pos", "_u")
         n_batches = (len(ids) + batch_size - 1) // batch_size
         if n_batches > 1:
             parts = rows.partition_by("_b", as_dict=True, include_key=False)
@@ -299,47 +245,12 @@ class PickContext:
         return pl.Series(c[mine].astype(np.int64) * self.n_items + i[mine])
 
     def edges(self, top: int) -> pl.DataFrame:
-        """Complement graph edges ``(source, target, lift, source_g, target_g)``, best ``top`` targets per
-        source (edges between categories missing from the catalogue are dropped)."""
-        if top not in self._edges:
-            cc = self.hybrid.generators.get("category_complements")
-            if cc is None:
-                frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
-            else:
-                graph = cc.graph_frame()  # type: ignore[attr-defined]
-                frame = graph.filter(pl.col("rank") <= top).select(
-                    "source", "target", pl.col("lift").cast(pl.Float64))
-            codes = self.category_codes
-            self._edges[top] = (
-                frame.join(codes.rename({"category": "source", "_g": "source_g"}), on="source")
-                .join(codes.rename({"category": "target", "_g": "target_g"}), on="target")
-            )
-        return self._edges[top]
+        """Complement graph edges ``(source, target, lift, source_g, target_g)`` (``CampaignIndex.edges``)."""
+        return self.index.edges(top)
 
     def neighbours(self) -> pl.DataFrame:
-        """Co-purchase neighbours by item code: ``_i, nb_i, nb_score`` — the best ``_NEIGHBOURS_PER_ITEM``
-        of each item (catalogue items only)."""
-        if self._neighbours is None:
-            empty = pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
-            cp = self.hybrid.generators.get("copurchase")
-            if cp is None:
-                self._neighbours = empty
-                return empty
-            indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
-            cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
-            codes = self.items.select("item_id", "_i")
-            to_ctx = (cp_ids.to_frame("item_id").join(codes, on="item_id", how="left", maintain_order="left")
-                      ["_i"].fill_null(-1).to_numpy())
-            src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-            rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
-            keep = rank < _NEIGHBOURS_PER_ITEM
-            a = to_ctx[src[keep]]
-            b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
-            score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
-            ok = (a >= 0) & (b >= 0)
-            self._neighbours = pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
-                                             "nb_score": score[ok]})
-        return self._neighbours
+        """Co-purchase neighbours ``_i, nb_i, nb_score`` (``CampaignIndex.neighbours``)."""
+        return self.index.neighbours()
 
     def new_items(self, within_days: int) -> pl.DataFrame:
         """Items first sold at most ``within_days`` before ``now``: ``(_i, _g, new_norm)``.
@@ -361,32 +272,13 @@ class PickContext:
         return self._new_items[within_days]
 
     def refresh(self) -> int:
-        """Fold purchases newer than the bundle (and before ``now``) into its history and generators.
+        """Fold purchases newer than the bundle (and before ``now``) into it (``CampaignIndex.refresh``).
 
-        Idempotent: rows at or before the bundle's latest known purchase are never folded twice.
-        Returns the number of purchases folded in.
+        Returns the number of purchases this run folded in (0 when an earlier run already did).
         """
-        if self._refreshed:
-            return self.folded_in
-        self._refreshed = True
-        hybrid = self.hybrid
-        mark = max(hybrid.reference_time, hybrid.history.last_ts or hybrid.reference_time)
-        newer = self.data.purchases.filter((pl.col("ts") > mark) & (pl.col("ts") < self.now))
-        if newer.height == 0:
-            return 0
-        t0 = time.perf_counter()
-        known = newer.filter(pl.col("item_id").is_in(self.items["item_id"].implode()))
-        hybrid.history.append(newer)
-        for gen in hybrid.generators.values():
-            try:
-                gen.partial_fit(known)
-            except NotImplementedError:
-                continue
-        self.folded_in = newer.height
-        log.info("folded %d purchases newer than the bundle (%s) into it in %.2fs",
-                 newer.height, mark, time.perf_counter() - t0)
-        return newer.height
-
+        folded = self.index.refresh(self.now)
+        self.folded_in += folded
+        return folded
 
 # ------------------------------------------------------------------------- strategies
 #: Strategies whose candidates already passed ``PickContext.pickable`` (the run need not check again).

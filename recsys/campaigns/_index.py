@@ -1,0 +1,273 @@
+"""``CampaignIndex``: what every campaign run over one bundle and one data set shares, prepared once.
+
+Why: a campaign run spends most of its fixed cost turning strings into integers and re-deriving
+catalogue tables — item and customer codes for 1.5 M purchase lines, median prices paid, category
+codes, bestsellers, the co-purchase neighbour table, the rules' catalogue index.  None of that depends
+on the campaign, its audience, ``now`` or the placement: only on the bundle and the data.  The weekly
+job runs several campaigns (and a scheduler may run several shards) against the same loaded bundle
+and data, so the index is built once and handed to every run (``plan_campaign(..., index=...)``); a
+run without one builds its own, and the lists are the same either way (tested).
+
+What is *not* here: anything that depends on ``now`` (purchases before it, "new" items), on the
+placement's rules or on the campaign's exclusions — that is ``PickContext``, one per run.
+
+Folding purchases newer than the bundle into it (``refresh``) lives here too: it changes the bundle's
+per-customer state once per (bundle, data), and the item-level tables this index reads (popularity
+scores, co-purchase neighbours, the complement graph) stay as trained when a model folds events in,
+so the index stays valid afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from recsys.bundle import Bundle
+from recsys.campaigns._codes import codes_of, paid_median
+from recsys.dataset import Dataset
+from recsys.exceptions import ConfigError
+from recsys.models.base import PAD_ID
+from recsys.rules import PlacementRules, RuleSet
+
+__all__ = ["CampaignIndex", "shared_index"]
+
+log = logging.getLogger(__name__)
+
+#: Co-purchase neighbours considered per purchased item (best scores first).
+NEIGHBOURS_PER_ITEM = 10
+
+
+class CampaignIndex:
+    """Integer codes and catalogue tables for campaign runs over one ``(bundle, data)`` pair.
+
+    Parameters
+    ----------
+    bundle
+        The loaded model bundle.
+    data
+        The data set the runs read (its purchases are the customers' facts, its items the catalogue).
+
+    Attributes
+    ----------
+    purchases : pl.DataFrame
+        Every purchase line, ``customer_id, item_id, ts, price`` plus ``_i`` (item code: position in
+        the catalogue's distinct ids, null for items missing from it) and ``_u`` (customer code:
+        position in ``customer_ids``).
+    customer_ids : pl.Series
+        The distinct customer ids of the purchases, in first-appearance order.
+    catalogue : pl.DataFrame
+        ``data.items`` with items lacking a list price priced at the median unit price paid for them.
+    items : pl.DataFrame
+        One row per catalogue item: ``_i, item_id, category, price, in_stock, pop, _g``.
+    bestsellers, popular_frame, category_codes, item_rank, item_group, item_in_stock
+        See the attributes' comments; all indexed by item code ``_i`` where they are arrays.
+
+    Examples
+    --------
+    >>> index = CampaignIndex(bundle, data)  # doctest: +SKIP
+    >>> for campaign in campaigns:  # doctest: +SKIP
+    ...     run_campaign(campaign, bundle, data, placements=rules, store=store, index=index, out=...)
+    """
+
+    def __init__(self, bundle: Bundle, data: Dataset) -> None:
+        t0 = time.perf_counter()
+        self.bundle = bundle
+        self.data = data
+        hybrid = bundle.hybrid
+        # Item codes ``_i``: positions among the catalogue's distinct ids (first occurrence order);
+        # customer codes ``_u``: positions among the purchases' distinct customers.  Both string columns
+        # are hashed once, in one ``select`` so polars casts them on both cores at the same time.
+        item_ids = data.items["item_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
+        purchases = data.purchases
+        self.customer_ids = purchases["customer_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
+        self.purchases = purchases.select(
+            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
+            _code_expr("item_id", item_ids).alias("_i"),
+            _code_expr("customer_id", self.customer_ids).alias("_u"),
+        )
+        self.catalogue = _with_paid_prices(data.items, self.purchases, item_ids)
+        pop = hybrid.generators["popularity"]
+        pop_frame = pl.DataFrame({
+            "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),  # type: ignore[attr-defined]
+            "pop": pl.Series(np.asarray(pop.scores_, dtype=np.float64)),  # type: ignore[attr-defined]
+        })
+        items = self.catalogue.select(
+            "item_id", "category", pl.col("price").cast(pl.Float64),
+            pl.col("in_stock").fill_null(True) if "in_stock" in self.catalogue.columns
+            else pl.lit(True).alias("in_stock"),
+        ).filter(pl.col("item_id").is_not_null()).unique("item_id", keep="first", maintain_order=True)
+        cats = sorted(set(items["category"].drop_nulls().to_list()))
+        #: Category code ``_g`` of each category name; customer × category keys are ``_c * n_groups + _g``.
+        self.category_codes = pl.DataFrame({"category": cats, "_g": np.arange(len(cats), dtype=np.int32)},
+                                           schema={"category": pl.String, "_g": pl.Int32})
+        self.n_groups = max(len(cats), 1)
+        self.categories: set[str] = set(cats)
+        #: The catalogue with popularity, item code ``_i`` (row number) and category code ``_g``.
+        self.items = (
+            items.join(pop_frame, on="item_id", how="left", maintain_order="left")
+            .with_columns(pl.col("pop").fill_null(0.0))
+            .with_row_index("_i").with_columns(pl.col("_i").cast(pl.Int32))
+            .join(self.category_codes, on="category", how="left", maintain_order="left")
+        )
+        self.n_items = self.items.height
+        #: Per item code: position of the item id in sorted order, an integer stand-in for "smallest id".
+        self.item_rank = self.items["item_id"].rank("ordinal").cast(pl.Int32) - 1
+        #: Per item code: category code (-1 = none) and stock flag, for array look-ups.
+        self.item_group = self.items["_g"].fill_null(-1).to_numpy().astype(np.int64)
+        self.item_in_stock = self.items["in_stock"].to_numpy().astype(bool)
+        #: Bestsellers per category (in stock, sold at least once): rank 1 = best, pop_norm in (0, 1].
+        self.bestsellers = (
+            self.items.filter(pl.col("_g").is_not_null() & (pl.col("pop") > 0) & pl.col("in_stock"))
+            .sort(["_g", "pop", "item_id"], descending=[False, True, False])
+            .with_columns(
+                pl.int_range(1, pl.len() + 1).over("_g").alias("cat_rank"),
+                (pl.col("pop") / pl.col("pop").max().over("_g")).alias("pop_norm"),
+            )
+            .select("_g", "category", "item_id", "_i", "price", "cat_rank", "pop_norm")
+        )
+        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
+        keep = ids != PAD_ID
+        #: Global popularity ranking for the rules' fallback chain (as the service uses).
+        self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
+                                           "score": scores[keep].astype(np.float64)})
+        self._rulesets: dict[str, RuleSet] = {}
+        self._edges: dict[int, pl.DataFrame] = {}
+        self._neighbours: pl.DataFrame | None = None
+        self._lock = threading.Lock()
+        self.folded_in = 0
+        self.seconds = time.perf_counter() - t0
+        log.debug("campaign index: %d purchase lines, %d items, %d customers in %.2fs",
+                  self.purchases.height, self.n_items, self.customer_ids.len(), self.seconds)
+
+    def __repr__(self) -> str:
+        return (f"CampaignIndex(purchases={self.purchases.height}, items={self.n_items}, "
+                f"customers={self.customer_ids.len()})")
+
+    def matches(self, bundle: Bundle, data: Dataset) -> bool:
+        """Whether this index was built for exactly this bundle and data set (the same objects)."""
+        return bundle is self.bundle and data is self.data
+
+    # ---------------------------------------------------------------- shared tables
+    def ruleset(self, rules: PlacementRules) -> RuleSet:
+        """The prepared ``RuleSet`` of ``rules`` over this catalogue (one per distinct rules, kept)."""
+        key = rules.model_dump_json()
+        with self._lock:
+            found = self._rulesets.get(key)
+            if found is None:
+                if self._rulesets:
+                    index = next(iter(self._rulesets.values()))._cat  # share the catalogue look-ups
+                    found = RuleSet(rules, self.catalogue, fallback=self.popular_frame, _index=index)
+                else:
+                    found = RuleSet(rules, self.catalogue, fallback=self.popular_frame)
+                self._rulesets[key] = found
+        return found
+
+    def edges(self, top: int) -> pl.DataFrame:
+        """Complement graph edges ``(source, target, lift, source_g, target_g)``, best ``top`` targets per
+        source (edges between categories missing from the catalogue are dropped)."""
+        if top not in self._edges:
+            cc = self.bundle.hybrid.generators.get("category_complements")
+            if cc is None:
+                frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
+            else:
+                graph = cc.graph_frame()  # type: ignore[attr-defined]
+                frame = graph.filter(pl.col("rank") <= top).select(
+                    "source", "target", pl.col("lift").cast(pl.Float64))
+            codes = self.category_codes
+            self._edges[top] = (
+                frame.join(codes.rename({"category": "source", "_g": "source_g"}), on="source")
+                .join(codes.rename({"category": "target", "_g": "target_g"}), on="target")
+            )
+        return self._edges[top]
+
+    def neighbours(self) -> pl.DataFrame:
+        """Co-purchase neighbours by item code: ``_i, nb_i, nb_score`` — the best ``NEIGHBOURS_PER_ITEM``
+        of each item (catalogue items only)."""
+        if self._neighbours is None:
+            empty = pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
+            cp = self.bundle.hybrid.generators.get("copurchase")
+            if cp is None:
+                self._neighbours = empty
+                return empty
+            indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
+            cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
+            to_ctx = codes_of(cp_ids, self.items["item_id"]).fill_null(-1).to_numpy()
+            src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+            rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
+            keep = rank < NEIGHBOURS_PER_ITEM
+            a = to_ctx[src[keep]]
+            b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
+            score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
+            ok = (a >= 0) & (b >= 0)
+            self._neighbours = pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
+                                             "nb_score": score[ok]})
+        return self._neighbours
+
+    # ---------------------------------------------------------------- bundle state
+    def refresh(self, now: datetime) -> int:
+        """Fold purchases newer than the bundle (and before ``now``) into its history and generators.
+
+        Idempotent: rows at or before the bundle's latest known purchase are never folded twice, so a
+        second run (or a later ``now``) folds only what is still missing.  Returns the number of
+        purchases folded in by this call.
+        """
+        hybrid = self.bundle.hybrid
+        with self._lock:
+            mark = max(hybrid.reference_time, hybrid.history.last_ts or hybrid.reference_time)
+            newer = self.data.purchases.filter((pl.col("ts") > mark) & (pl.col("ts") < now))
+            if newer.height == 0:
+                return 0
+            t0 = time.perf_counter()
+            known = newer.filter(pl.col("item_id").is_in(self.items["item_id"].implode()))
+            hybrid.history.append(newer)
+            for gen in hybrid.generators.values():
+                try:
+                    gen.partial_fit(known)
+                except NotImplementedError:
+                    continue
+            self.folded_in += newer.height
+        log.info("folded %d purchases newer than the bundle (%s) into it in %.2fs",
+                 newer.height, mark, time.perf_counter() - t0)
+        return newer.height
+
+
+def _code_expr(column: str, ids: pl.Series) -> pl.Expr:
+    """``codes_of`` as an expression (an ``Enum`` cast), so several columns are coded in one parallel pass."""
+    if ids.null_count():  # pragma: no cover - callers pass drop_nulls()'d ids
+        raise ValueError("ids must not contain nulls")
+    enum = pl.Enum(ids.cast(pl.String))
+    return pl.col(column).cast(pl.String).cast(enum, strict=False).to_physical().cast(pl.Int32)
+
+
+def _with_paid_prices(items: pl.DataFrame, purchases: pl.DataFrame, item_ids: pl.Series) -> pl.DataFrame:
+    """The catalogue, items without a list price priced at the median unit price paid for them.
+
+    Grocery exports (Complete Journey) carry prices on purchase lines only; upsell needs a price per
+    item, and so does the email placement's upsell band.  ``purchases`` carries the item code ``_i``
+    (position in ``item_ids``, the catalogue's distinct ids), so the medians group on integers.
+    """
+    if "price" not in items.columns or items["price"].null_count() == 0:
+        return items
+    median, known = paid_median(purchases["_i"], purchases["price"], item_ids.len())
+    row = codes_of(items["item_id"], item_ids)
+    at = row.fill_null(0).to_numpy().astype(np.int64)
+    ok = pl.Series(row.is_not_null().to_numpy() & known[at])
+    paid = pl.when(ok).then(pl.Series(median[at]))
+    return items.with_columns(pl.coalesce(pl.col("price"), paid).alias("price"))
+
+
+def shared_index(index: CampaignIndex | None, bundle: Bundle, data: Dataset) -> CampaignIndex:
+    """``index`` when it was built for this bundle and data, a new one when ``None``; a mismatch is an
+    error (an index of other data would silently give other customers' purchases)."""
+    if index is None:
+        return CampaignIndex(bundle, data)
+    if not index.matches(bundle, data):
+        raise ConfigError("The 'index' parameter was built for another bundle or data set: build it with "
+                         "CampaignIndex(bundle, data) for the objects passed to this run.")
+    return index
+
