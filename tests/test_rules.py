@@ -638,3 +638,49 @@ def test_one_ruleset_serves_concurrent_requests(shop_inputs):
     finally:
         sys.setswitchinterval(interval)
     assert all(g.equals(expected[c]) for g, c in zip(got, list(frames) * 12))
+
+
+# ------------------------------------------------------------------------------ first tier for many customers
+@pytest.mark.parametrize("diversity", ["none", "round_robin"])
+@pytest.mark.parametrize("cap", [None, 1, 2])
+@pytest.mark.parametrize("upsell", [False, True])
+def test_batch_first_tier_gives_the_walks_lists(shop_inputs, monkeypatch, diversity, cap, upsell):
+    """Hundreds of customers take the array path for the first tier (``first_tier``); forcing every
+    customer through the Python walk must give the same frame, short lists (fallback, relaxation) included."""
+    import recsys.rules._engine as engine
+
+    ds, cands, hist, popular, now, customers = shop_inputs
+    rules = PlacementRules(exclude_bought_days=0, max_per_category=cap, diversity=diversity,
+                           include_categories=["trousers", "shoes", "belts", "socks"] if cap == 1 else [],
+                           upsell={"enabled": upsell, "min_ratio": 0.8, "max_ratio": 1.5})
+    rs = RuleSet(rules, ds.items, popular)
+    thin = cands.filter(pl.col("score") > 0.7)  # ~18 candidates each: some lists need the fallback
+    fast = rs.apply(thin, n=8, now=now, history=hist, customer_ids=["C999999"])
+    assert len(customers) >= engine.BATCH_FIRST_TIER
+    monkeypatch.setattr(engine, "BATCH_FIRST_TIER", 10**9)
+    walked = rs.apply(thin, n=8, now=now, history=hist, customer_ids=["C999999"])
+    assert fast.equals(walked)
+    reasons = set(fast["reason_type"])
+    assert "ranked" in reasons and reasons - {"ranked"}  # both paths were taken
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rules=rules_strategy, cands=candidates_strategy, hist_rows=history_strategy, n=st.integers(1, 14))
+@example(rules={"diversity": "round_robin", "max_per_category": 1},
+         cands=[("c1", "t1", 1.0), ("c1", "t2", 0.5), ("c1", "b1", 0.7)], hist_rows=[], n=2)
+def test_property_first_tier_equals_the_walk(items, popular, rules, cands, hist_rows, n):
+    import recsys.rules._engine as engine
+
+    rs = RuleSet(PlacementRules(**rules), items, popular)
+    frame = pl.DataFrame(cands, schema={"customer_id": pl.String, "item_id": pl.String, "score": pl.Float32},
+                         orient="row")
+    kw = {"n": n, "now": NOW, "history": history(hist_rows), "customer_ids": ["c9"]}
+    saved = engine.BATCH_FIRST_TIER
+    try:
+        engine.BATCH_FIRST_TIER = 1
+        fast = rs.apply(frame, **kw)
+        engine.BATCH_FIRST_TIER = 10**9
+        walked = rs.apply(frame, **kw)
+    finally:
+        engine.BATCH_FIRST_TIER = saved
+    assert fast.equals(walked)

@@ -22,7 +22,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Hashable
 from datetime import datetime
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -37,6 +39,9 @@ from recsys.rules import PlacementRules, RuleSet
 __all__ = ["CampaignIndex", "shared_index"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_MISSING = object()
 
 #: Co-purchase neighbours considered per purchased item (best scores first).
 NEIGHBOURS_PER_ITEM = 10
@@ -56,8 +61,8 @@ class CampaignIndex:
     ----------
     purchases : pl.DataFrame
         Every purchase line, ``customer_id, item_id, ts, price`` plus ``_i`` (item code: position in
-        the catalogue's distinct ids, null for items missing from it) and ``_u`` (customer code:
-        position in ``customer_ids``).
+        the catalogue's distinct ids, null for items missing from it), ``_u`` (customer code: position
+        in ``customer_ids``), the item's catalogue ``list_price`` and category code ``_g``.
     customer_ids : pl.Series
         The distinct customer ids of the purchases, in first-appearance order.
     catalogue : pl.DataFrame
@@ -115,6 +120,13 @@ class CampaignIndex:
             .join(self.category_codes, on="category", how="left", maintain_order="left")
         )
         self.n_items = self.items.height
+        # every line's catalogue price and category code, looked up once (a run only adds batch positions)
+        # (one contiguous chunk per column: loaders hand over many, and every later filter, gather and
+        # column swap on a chunked 1.5 M-row frame pays for re-aligning them)
+        self.purchases = self.purchases.with_columns(
+            pl.lit(self.items["price"]).gather(pl.col("_i")).alias("list_price"),
+            pl.lit(self.items["_g"]).gather(pl.col("_i")).alias("_g"),
+        ).rechunk()
         #: Per item code: position of the item id in sorted order, an integer stand-in for "smallest id".
         self.item_rank = self.items["item_id"].rank("ordinal").cast(pl.Int32) - 1
         #: Per item code: category code (-1 = none) and stock flag, for array look-ups.
@@ -138,6 +150,7 @@ class CampaignIndex:
         self._rulesets: dict[str, RuleSet] = {}
         self._edges: dict[int, pl.DataFrame] = {}
         self._neighbours: pl.DataFrame | None = None
+        self._memo: dict[Hashable, object] = {}
         self._lock = threading.Lock()
         self.folded_in = 0
         self.seconds = time.perf_counter() - t0
@@ -207,6 +220,18 @@ class CampaignIndex:
             self._neighbours = pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
                                              "nb_score": score[ok]})
         return self._neighbours
+
+    def memo(self, key: Hashable, build: Callable[[], T]) -> T:
+        """``build()``, computed once per ``key`` for this index: tables a run derives from the index and
+        its own item rules (the same for every run with the same rules)."""
+        found = self._memo.get(key, _MISSING)
+        if found is _MISSING:
+            found = build()
+            with self._lock:
+                while len(self._memo) >= 32:  # a handful of placements and exclusion sets in practice
+                    self._memo.pop(next(iter(self._memo)))
+                self._memo[key] = found
+        return found  # type: ignore[return-value]
 
     # ---------------------------------------------------------------- bundle state
     def refresh(self, now: datetime) -> int:

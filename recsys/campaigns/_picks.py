@@ -153,7 +153,8 @@ class PickContext:
         self._excluded_groups = excluded_codes["_g"].to_numpy()
         # excluded items by code: candidates are matched on ``_i`` (bought-with rows get their item id late)
         excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
-        self._excluded_items = codes_of(excluded_items, self.items["item_id"]).drop_nulls().to_numpy()
+        self._excluded_items = self.items.filter(pl.col("item_id").is_in(excluded_items.implode()))["_i"] \
+            .to_numpy()
         self._bought_cache: tuple[pl.DataFrame, int, np.ndarray, np.ndarray] | None = None
         self._new_items: dict[int, pl.DataFrame] = {}
         self.folded_in = 0
@@ -174,34 +175,44 @@ class PickContext:
         ids = list(customer_ids)
         if not ids:
             return
+        n_batches = (len(ids) + batch_size - 1) // batch_size
+        at = np.arange(len(ids), dtype=np.int32)
+        b: np.ndarray | None = None  # batch number per line (several batches only)
         if len(set(ids)) == len(ids):
-            # position in ``ids`` of every indexed customer (-1: not in the audience), gathered per line
+            # batch and position in it of every indexed customer (-1: not in the audience), per customer,
+            # then gathered per line: an array look-up instead of hashing 1.5 M ids (or dividing per line)
             code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
             n_known = self.index.customer_ids.len()
-            where = np.full(n_known + 1, -1, dtype=np.int32)  # the last slot: lines without a customer code
-            where[code.drop_nulls().to_numpy()] = np.flatnonzero(code.is_not_null().to_numpy())
-            pos = where[self.purchases["_u"].fill_null(n_known).to_numpy()]
-            mine = pos >= 0
-            rows = self.purchases.filter(pl.Series(mine)).with_columns(pl.Series("_pos", pos[mine]))
+            found, known = code.is_not_null().to_numpy(), code.drop_nulls().to_numpy()
+            line = self.purchases["_u"].fill_null(n_known).to_numpy()  # the last slot: no customer code
+            where = np.full(n_known + 1, -1, dtype=np.int32)
+            where[known] = (at % batch_size)[found]
+            c = where[line]
+            if n_batches > 1:
+                where[known] = (at // batch_size)[found]
+                b = where[line]
+            mine = c >= 0
+            if mine.all():  # the whole customer base: no copy
+                rows = self.purchases
+            else:
+                rows = self.purchases.filter(pl.Series(mine))
+                c, b = c[mine], (b[mine] if b is not None else None)
         else:  # a customer listed twice appears in every batch position it holds
-            assign = pl.DataFrame({"customer_id": ids, "_pos": np.arange(len(ids), dtype=np.int32)},
+            assign = pl.DataFrame({"customer_id": ids, "_pos": at},
                                   schema={"customer_id": pl.String, "_pos": pl.Int32})
             rows = self.purchases.join(assign, on="customer_id")
-        rows = rows.with_columns(
-            (pl.col("_pos") % batch_size).alias("_c"), (pl.col("_pos") // batch_size).alias("_b"),
-            pl.lit(self.items["price"]).gather(pl.col("_i")).alias("list_price"),
-            pl.lit(self.items["_g"]).gather(pl.col("_i")).alias("_g"),
-        ).with_columns(
-            (pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"),
-        ).drop("_pos", "_u")
-        n_batches = (len(ids) + batch_size - 1) // batch_size
+            pos = rows["_pos"].to_numpy()
+            rows, c, b = rows.drop("_pos"), pos % batch_size, pos // batch_size
+        rows = rows.drop("_u").with_columns(pl.Series("_c", c, dtype=pl.Int32))
+        rows = rows.with_columns((pl.col("_c").cast(pl.Int64) * self.n_groups + pl.col("_g")).alias("_k"))
         if n_batches > 1:
-            parts = rows.partition_by("_b", as_dict=True, include_key=False)
+            parts = rows.with_columns(pl.Series("_b", b, dtype=pl.Int32)) \
+                .partition_by("_b", as_dict=True, include_key=False)
         else:
-            parts = {(0,): rows.drop("_b")}
-        empty = rows.drop("_b").clear()
-        for b in range(n_batches):
-            yield ids[b * batch_size:(b + 1) * batch_size], parts.get((b,), empty)
+            parts = {(0,): rows}
+        empty = rows.clear()
+        for k in range(n_batches):
+            yield ids[k * batch_size:(k + 1) * batch_size], parts.get((k,), empty)
 
     def pickable(self, cand: pl.DataFrame, hist: pl.DataFrame, *,
                  due: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -251,6 +262,31 @@ class PickContext:
     def neighbours(self) -> pl.DataFrame:
         """Co-purchase neighbours ``_i, nb_i, nb_score`` (``CampaignIndex.neighbours``)."""
         return self.index.neighbours()
+
+    def pickable_neighbours(self) -> pl.DataFrame:
+        """``neighbours()`` whose neighbour passes this run's item-level hard rules (stock, excluded
+        categories and items) and has a category, with its category code: ``_i, nb_i, nb_score, target_g``.
+
+        Filtering the neighbour table once per distinct set of item rules (kept in the index) makes the
+        bought-with join produce only rows that can survive, instead of filtering its output every batch.
+        """
+        stock = self.rules is None or self.rules.in_stock_only
+        key = ("pickable_neighbours", stock, tuple(self._excluded_groups.tolist()),
+               tuple(self._excluded_items.tolist()))
+        return self.index.memo(key, lambda: self._pickable_neighbours(stock))
+
+    def _pickable_neighbours(self, stock: bool) -> pl.DataFrame:
+        nb = self.neighbours()
+        items = nb["nb_i"].to_numpy()
+        group = self.item_group[items]
+        keep = group >= 0
+        if stock:
+            keep &= self.item_in_stock[items]
+        if len(self._excluded_groups):
+            keep &= ~np.isin(group, self._excluded_groups)
+        if len(self._excluded_items):
+            keep &= ~np.isin(items, self._excluded_items)
+        return nb.with_columns(pl.Series("target_g", group, dtype=pl.Int32)).filter(pl.Series(keep))
 
     def new_items(self, within_days: int) -> pl.DataFrame:
         """Items first sold at most ``within_days`` before ``now``: ``(_i, _g, new_norm)``.
@@ -407,14 +443,10 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
 
     # bought with: co-purchase neighbours of every recent purchase in the source categories
     if s.bought_with != "off" and recent.height:
-        nb = ctx.neighbours()
         # integers only through the large joins and windows; the ids are attached to the survivors
         bw = recent.select("_c", "_i", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"),
                            pl.col("_g").alias("source_g"), "recency", "_rank")
-        bw = bw.join(nb, on="_i")
-        target_g = pl.Series("target_g", ctx.item_group[bw["nb_i"].to_numpy()], dtype=pl.Int32)
-        bw = bw.with_columns(target_g).filter((pl.col("target_g") >= 0)
-                                              & (pl.col("target_g") != pl.col("source_g")))
+        bw = bw.join(ctx.pickable_neighbours(), on="_i").filter(pl.col("target_g") != pl.col("source_g"))
         if s.bought_with == "complement_categories":
             bw = bw.join(edges.select("source_g", "target_g"), on=["source_g", "target_g"], how="semi")
         elif s.categories:

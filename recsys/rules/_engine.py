@@ -45,7 +45,15 @@ import polars as pl
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.rules._catalogue import CatalogueIndex, DatedState, dated_state
 from recsys.rules._config import PlacementRules, as_naive_utc
-from recsys.rules._select import KIND_CANDIDATE, KIND_PINNED, KIND_POPULAR, KIND_TRENDING, Selector
+from recsys.rules._select import (
+    BATCH_FIRST_TIER,
+    KIND_CANDIDATE,
+    KIND_PINNED,
+    KIND_POPULAR,
+    KIND_TRENDING,
+    Selector,
+    first_tier,
+)
 
 __all__ = ["RuleSet", "apply_rules", "OUTPUT_COLUMNS"]
 
@@ -296,10 +304,28 @@ class RuleSet:
         b_items = (bought_keys % N).tolist()
         ctx_set = set(ctx_items.tolist())
 
+        # Many customers, no pin, a diversity with a closed form: the first tier for everyone at once;
+        # only customers it leaves short walk the full chain below (same lists: see ``first_tier``).
+        full: list[bool] = [False] * C
+        tier_picks: list[tuple[int, int, int, float | None]] = []
+        t_bounds: list[int] = []
+        if C >= BATCH_FIRST_TIER and not state.pins and rules.diversity in ("none", "round_robin"):
+            at, count = first_tier(k_cust, cat.category[it[keep]], (inc & band)[keep], n=n, n_customers=C,
+                                   diversity=rules.diversity, cap=rules.max_per_category)
+            full = (count >= n).tolist()
+            t_bounds = np.concatenate([[0], np.cumsum(count)]).tolist()
+            rows_at = keep[at]
+            tier_picks = list(zip(it[rows_at].tolist(), [KIND_CANDIDATE] * len(at), rows_at.tolist(),
+                                  r_score[rows_at].tolist()))
+
         out_picks: list[tuple[int, int, int, float | None]] = []
         out_len: list[int] = []
         select = self._selector.select
         for c in range(C):
+            if full[c]:
+                out_picks.extend(tier_picks[t_bounds[c]:t_bounds[c + 1]])
+                out_len.append(n)
+                continue
             lo, hi = k_bounds[c], k_bounds[c + 1]
             excluded = set(b_items[b_bounds[c]:b_bounds[c + 1]])
             if ctx_set:
@@ -383,7 +409,13 @@ class RuleSet:
         ts_dtype = ranked.schema.get("source_ts", pl.Datetime("us"))
         total = len(picks)
         src_row = [p[2] if p[1] == KIND_CANDIDATE else None for p in picks]
-        if "reason_type" in ranked.columns:
+        reason: list[str | None] | pl.Series
+        if "reason_type" in ranked.columns and total > _SMALL:
+            # a gather of the picked rows, not a Python list of every candidate's reason
+            kinds = pl.Series([_REASON.get(p[1]) for p in picks], dtype=pl.String)
+            reason = ranked["reason_type"].cast(pl.String).gather(pl.Series(src_row, dtype=pl.UInt32)) \
+                .fill_null(kinds)
+        elif "reason_type" in ranked.columns:
             reasons = ranked["reason_type"].cast(pl.String).to_list()
             reason = [reasons[r] if r is not None else _REASON[p[1]] for r, p in zip(src_row, picks)]
         else:
