@@ -424,17 +424,20 @@ def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, u
     campaign = _campaign(strategy=kind, n_picks=4)
     rules = _campaign_rules(campaign, PLACEMENTS)
     ctx = PickContext(bundle, data, now=now, rules=rules, exclude=campaign.exclude)
-    ruleset = RuleSet(rules, ctx.catalogue, fallback=ctx.popular_frame)
+    ruleset = ctx.index.ruleset(rules)
     ids = data.purchases["customer_id"].unique().sort().to_list()
     for batch, hist in ctx.batches(ids, 700):
         cand, due = candidates(ctx, campaign, batch, hist)
         cand = _pool(cand, hist, due, campaign, ctx, checked=kind in CHECKED_STRATEGIES)
         cut = _rules_history(hist, cand, rules, campaign, ctx)
-        whole = hist.select("customer_id", "item_id", "ts", "price")
+        whole = hist.select("customer_id", "item_id", "ts", "price", "_c", "_i")
         assert cut.height < whole.height
         lists = [ruleset.apply(cand, n=4, now=now, replenish_due=due, customer_ids=batch, history=h)
                  for h in (cut, whole)]
         assert_frame_equal(lists[0], lists[1])
+        # the campaign's integer path (codes of the index, no id hashing) gives the same lists
+        coded = ruleset.apply_codes(cand, batch, n=4, now=now, replenish_due=due, history=cut)
+        assert_frame_equal(coded, lists[0])
 
 
 def test_excluded_items_never_come_back_as_bought_with(bundle: Bundle, data: Dataset, now: datetime) -> None:
@@ -632,3 +635,20 @@ def test_a_shared_index_gives_the_lists_of_a_fresh_one(saved: tuple[str, Path], 
     other = generate_shop(seed=1).dataset
     with pytest.raises(ConfigError, match="'index' parameter was built for another bundle or data set"):
         _plan(_campaign(), shared, other, now, index=index)
+
+
+def test_batches_in_threads_give_the_same_picks(bundle: Bundle, data: Dataset, now: datetime,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import recsys.campaigns._run as run_module
+
+    monkeypatch.setattr(run_module, "MIN_PARALLEL_BATCH", 40)  # the synthetic audience is small
+    index = CampaignIndex(bundle, data)
+    for kind in ["complements", "upsell", "new_in_category", "welcome"]:
+        campaign = _campaign(strategy=kind, n_picks=4, holdout_share=0.2)
+        one = _plan(campaign, bundle, data, now, index=index)
+        three = _plan(campaign, bundle, data, now, index=index, workers=3)
+        assert one.picks.height > 0, kind
+        for part in ("picks", "controls", "excluded"):
+            assert_frame_equal(getattr(one, part), getattr(three, part))
+    with pytest.raises(ConfigError, match="'workers' parameter of plan_campaign must be an int in"):
+        _plan(_campaign(), bundle, data, now, workers=0)

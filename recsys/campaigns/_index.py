@@ -177,6 +177,10 @@ class CampaignIndex:
                     found = RuleSet(rules, self.catalogue, fallback=self.popular_frame, _index=index)
                 else:
                     found = RuleSet(rules, self.catalogue, fallback=self.popular_frame)
+                    # runs hand the rules item codes (``RuleSet.apply_codes``): both number the
+                    # catalogue's distinct ids in order of first appearance — checked once, not assumed
+                    if found._cat.item_ids != self.items["item_id"].to_list():
+                        raise RuntimeError("CampaignIndex and RuleSet number the catalogue differently")
                 self._rulesets[key] = found
         return found
 

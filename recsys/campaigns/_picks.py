@@ -18,6 +18,7 @@ web service does with live events.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 
@@ -31,7 +32,10 @@ from recsys.campaigns._index import CampaignIndex, shared_index
 from recsys.dataset import Dataset
 from recsys.rules import PlacementRules
 
-__all__ = ["PickContext", "STRATEGIES", "CHECKED_STRATEGIES", "candidates", "rank_within", "CANDIDATE_SCHEMA"]
+__all__ = [
+    "PickContext", "STRATEGIES", "CHECKED_STRATEGIES", "PARALLEL_STRATEGIES", "candidates", "rank_within",
+    "CANDIDATE_SCHEMA",
+]
 
 #: Candidate columns: ``_c`` is the customer's position in its batch, ``_i`` the item's catalogue code.
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
@@ -155,7 +159,8 @@ class PickContext:
         excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
         self._excluded_items = self.items.filter(pl.col("item_id").is_in(excluded_items.implode()))["_i"] \
             .to_numpy()
-        self._bought_cache: tuple[pl.DataFrame, int, np.ndarray, np.ndarray] | None = None
+        # per thread (batches may run in threads): the last batch's bought lines
+        self._local = threading.local()
         self._new_items: dict[int, pl.DataFrame] = {}
         self.folded_in = 0
 
@@ -242,13 +247,13 @@ class PickContext:
         """``_c * n_items + _i`` of every (customer, item) bought in the last ``days`` (0 = ever), among
         ``items`` only: the look-up set is built from the purchases of the candidates' items, often a
         fraction of the history, instead of all of it."""
-        cached = self._bought_cache
+        cached = getattr(self._local, "bought", None)
         if cached is None or cached[0] is not hist or cached[1] != days:
             bought = hist.filter(pl.col("_i").is_not_null())
             if days > 0:
                 bought = bought.filter(pl.col("ts") >= self.now - timedelta(days=days))
             cached = (hist, days, bought["_c"].to_numpy(), bought["_i"].to_numpy())
-            self._bought_cache = cached
+            self._local.bought = cached
         _, _, c, i = cached
         wanted = np.zeros(self.n_items, dtype=bool)
         wanted[items] = True
@@ -319,6 +324,10 @@ class PickContext:
 # ------------------------------------------------------------------------- strategies
 #: Strategies whose candidates already passed ``PickContext.pickable`` (the run need not check again).
 CHECKED_STRATEGIES: frozenset[str] = frozenset({"complements"})
+#: Strategies whose batches may run in threads at once: they read the bundle's item tables and the batch's
+#: purchases only.  ``replenishment`` and ``winback`` ask the bundle's models per customer (and fold
+#: events into them first), which is not promised to be thread-safe: they run one batch at a time.
+PARALLEL_STRATEGIES: frozenset[str] = frozenset({"complements", "upsell", "new_in_category", "welcome"})
 
 #: (candidates, replenish_due or None)
 _Result = tuple[pl.DataFrame, pl.DataFrame | None]

@@ -35,6 +35,7 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -49,7 +50,13 @@ from recsys.campaigns._audience import build_audience
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask
 from recsys.campaigns._index import CampaignIndex, shared_index
-from recsys.campaigns._picks import CHECKED_STRATEGIES, PickContext, candidates, rank_within
+from recsys.campaigns._picks import (
+    CHECKED_STRATEGIES,
+    PARALLEL_STRATEGIES,
+    PickContext,
+    candidates,
+    rank_within,
+)
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
 from recsys.rules import Block, PlacementRules, RuleSet
@@ -78,6 +85,9 @@ EXCLUSION_REASONS: tuple[str, ...] = (
 PICK_COLUMNS: tuple[str, ...] = (
     "customer_id", "campaign", "rank", "item_id", "score", "reason", "source_item_id",
 )
+#: Fewest customers per batch when batches run in threads: below it, the fixed cost of each batch's
+#: dataframe steps outweighs the overlap (CJ: 1,193 customers ran faster as one batch than as two).
+MIN_PARALLEL_BATCH = 1000
 _PICK_SCHEMA = {"customer_id": pl.String, "campaign": pl.String, "rank": pl.Int32, "item_id": pl.String,
                 "score": pl.Float64, "reason": pl.String, "source_item_id": pl.String}
 
@@ -250,7 +260,7 @@ def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules
     latest rows of one category that gives them one (``_witness``).  Without ``fill`` the rules read
     nothing else from a reference (its value matters only for fallback items).
     """
-    cols = ["customer_id", "item_id", "ts", "price"]
+    cols = ["customer_id", "item_id", "ts", "price", "_c", "_i"]
     if campaign.fill or hist.height == 0:
         return hist.select(cols)
     parts = []
@@ -340,6 +350,7 @@ def plan_campaign(
     progress: bool = False,
     clock: datetime | None = None,
     index: CampaignIndex | None = None,
+    workers: int = 1,
 ) -> CampaignRun:
     """Compute a campaign run without writing anything (the store is only read).
 
@@ -374,6 +385,9 @@ def plan_campaign(
         Show a progress bar over customers.
     clock
         "Now" on the send log's clock (default wall-clock UTC) for the cap and re-send windows.
+    workers
+        Threads picking batches at once (strategies in ``PARALLEL_STRATEGIES``; the others run in one):
+        the audience is cut into at least that many batches.  The picks do not depend on it.
     index
         The ``CampaignIndex`` of ``(bundle, data)``, shared by several runs (campaigns, shards) in one
         process so its codes and tables are built once; built for this run when ``None``.  The picks
@@ -386,9 +400,10 @@ def plan_campaign(
     explicit_now = now is not None
     now = as_naive_utc(now) if now is not None else default_now(data)
     run_id = run_id or default_run_id(campaign, now.date() if explicit_now else clock.date())
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"The 'batch_size' parameter of plan_campaign must be an int in [1, inf). "
-                          f"Got {batch_size!r} instead.")
+    for name, value in (("batch_size", batch_size), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"The '{name}' parameter of plan_campaign must be an int in [1, inf). "
+                              f"Got {value!r} instead.")
     rules = _campaign_rules(campaign, placements)
     _check_categories(campaign, set(data.items["category"].drop_nulls().unique().to_list()))
 
@@ -410,7 +425,8 @@ def plan_campaign(
     ruleset = index.ruleset(rules)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    picked, resend_removed = _pick(ctx, ruleset, campaign, eligible, recent_sent, batch_size, progress)
+    picked, resend_removed = _pick(ctx, ruleset, campaign, eligible, recent_sent, batch_size, progress,
+                                   workers)
     timings["picks"] = time.perf_counter() - t0
 
     picks, controls, excluded = _split(ids, reason, picked, campaign, run_id)
@@ -445,43 +461,78 @@ def _exclusions(ids: list[str], data: Dataset, store: Store | None, campaign: Ca
 
 
 def _pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list[str],
-          recent_sent: pl.DataFrame | None, batch_size: int, progress: bool) -> tuple[pl.DataFrame, int]:
+          recent_sent: pl.DataFrame | None, batch_size: int, progress: bool,
+          workers: int = 1) -> tuple[pl.DataFrame, int]:
     """Final picks of every eligible customer, batch by batch (``PICK_COLUMNS``), and how many candidate
-    items the re-send window removed."""
-    rules = ruleset.rules
+    items the re-send window removed.
+
+    With ``workers > 1`` (and a strategy in ``PARALLEL_STRATEGIES``) the audience is cut into at least
+    that many batches, handled by a thread pool: polars and numpy release the GIL, so one batch's
+    dataframe work overlaps another's Python.  Batches are independent (every step is per customer) and
+    their results are concatenated in order, so the picks do not depend on the number of workers.
+    """
     resend = recent_sent if recent_sent is not None and recent_sent.height else None
+    parallel = (workers > 1 and campaign.strategy.kind in PARALLEL_STRATEGIES
+                and len(eligible) >= 2 * MIN_PARALLEL_BATCH)
+    if parallel:
+        batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(eligible) // workers)))
+
+    def one(batch: list[str], hist: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+        return _pick_batch(ctx, ruleset, campaign, batch, hist, resend)
+
     parts, removed = [], 0
     with tqdm(total=len(eligible), desc=f"campaign {campaign.name}", unit="customer",
               disable=not progress) as bar:
-        for batch, hist in ctx.batches(eligible, batch_size):
-            cand, due = candidates(ctx, campaign, batch, hist)
-            checked = campaign.strategy.kind in CHECKED_STRATEGIES
-            cand = _pool(cand, hist, due, campaign, ctx, checked=checked)
-            if resend is not None and cand.height:
-                before = cand.height
-                cand = cand.join(resend, on=["customer_id", "item_id"], how="anti")
-                removed += before - cand.height
-            # fallback rows may be recent sends: ask for as many more as a customer has recent sends
-            extra = 0
-            if resend is not None and campaign.fill:
-                mine = resend.join(pl.DataFrame({"customer_id": batch}), on="customer_id", how="semi")
-                extra = int(mine.group_by("customer_id").len()["len"].max() or 0) if mine.height else 0
-            out = ruleset.apply(cand, n=campaign.n_picks + extra, now=ctx.now, replenish_due=due,
-                                customer_ids=batch, history=_rules_history(hist, cand, rules, campaign, ctx))
-            if extra:
-                out = (out.join(resend, on=["customer_id", "item_id"], how="anti", maintain_order="left")
-                       .group_by("customer_id", maintain_order=True).head(campaign.n_picks)
-                       .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id")
-                                     .alias("rank")))
-            parts.append(out.select(
-                "customer_id", pl.lit(campaign.name, pl.String).alias("campaign"),
-                pl.col("rank").cast(pl.Int32), "item_id", pl.col("score").cast(pl.Float64),
-                pl.col("reason_type").alias("reason"), "source_item_id",
-            ))
-            bar.update(len(batch))
+        if parallel:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="campaign") as pool:
+                futures = [(len(batch), pool.submit(one, batch, hist))
+                           for batch, hist in ctx.batches(eligible, batch_size)]
+                for size, future in futures:
+                    out, gone = future.result()
+                    parts.append(out)
+                    removed += gone
+                    bar.update(size)
+        else:
+            for batch, hist in ctx.batches(eligible, batch_size):
+                out, gone = one(batch, hist)
+                parts.append(out)
+                removed += gone
+                bar.update(len(batch))
     if not parts:
         return pl.DataFrame(schema=_PICK_SCHEMA), removed
     return pl.concat(parts), removed
+
+
+def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: list[str], hist: pl.DataFrame,
+                resend: pl.DataFrame | None) -> tuple[pl.DataFrame, int]:
+    """One batch's picks (``PICK_COLUMNS``) and how many candidate items the re-send window removed."""
+    rules = ruleset.rules
+    removed = 0
+    cand, due = candidates(ctx, campaign, batch, hist)
+    checked = campaign.strategy.kind in CHECKED_STRATEGIES
+    cand = _pool(cand, hist, due, campaign, ctx, checked=checked)
+    if resend is not None and cand.height:
+        before = cand.height
+        cand = cand.join(resend, on=["customer_id", "item_id"], how="anti")
+        removed += before - cand.height
+    # fallback rows may be recent sends: ask for as many more as a customer has recent sends
+    extra = 0
+    if resend is not None and campaign.fill:
+        mine = resend.join(pl.DataFrame({"customer_id": batch}), on="customer_id", how="semi")
+        extra = int(mine.group_by("customer_id").len()["len"].max() or 0) if mine.height else 0
+    # the candidates and purchases carry the index's codes (the rule set is over the same catalogue)
+    out = ruleset.apply_codes(cand, batch, n=campaign.n_picks + extra, now=ctx.now, replenish_due=due,
+                              history=_rules_history(hist, cand, rules, campaign, ctx))
+    if extra:
+        out = (out.join(resend, on=["customer_id", "item_id"], how="anti", maintain_order="left")
+               .group_by("customer_id", maintain_order=True).head(campaign.n_picks)
+               .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id")
+                             .alias("rank")))
+    return out.select(
+        "customer_id", pl.lit(campaign.name, pl.String).alias("campaign"),
+        pl.col("rank").cast(pl.Int32), "item_id", pl.col("score").cast(pl.Float64),
+        pl.col("reason_type").alias("reason"), "source_item_id",
+    ), removed
 
 
 def _split(ids: list[str], reason: np.ndarray, picked: pl.DataFrame, campaign: Campaign,

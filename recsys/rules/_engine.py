@@ -230,9 +230,7 @@ class RuleSet:
             context_item_ids = [context_item_ids]
         n = int(n)
         now = as_naive_utc(now)
-        cat, rules = self._cat, self.rules
-        state = self._state(now)
-        N = max(cat.n_items, 1)
+        cat = self._cat
         if ranked["customer_id"].null_count() or ranked["item_id"].null_count():
             ranked = ranked.filter(pl.col("customer_id").is_not_null() & pl.col("item_id").is_not_null())
 
@@ -245,6 +243,86 @@ class RuleSet:
         cust_code = {c: i for i, c in enumerate(customers)}
         r_cust = np.zeros(ranked.height, dtype=np.int64) if C == 1 else _codes(ranked_cust, cust_code, None)
         r_item = _codes(ranked["item_id"].cast(pl.String), cat.index, cat.index_frame)
+        coded = _encode_history(history, customers, cust_code, cat)
+        return self._apply_encoded(ranked, customers, cust_code, r_cust, r_item, coded, n=n, now=now,
+                                   replenish_due=replenish_due, context_item_ids=context_item_ids)
+
+    def apply_codes(
+        self,
+        ranked: pl.DataFrame,
+        customer_ids: Sequence[str],
+        *,
+        n: int = 12,
+        now: datetime,
+        history: pl.DataFrame | None = None,
+        replenish_due: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """``apply`` for callers that already hold integer codes (batch jobs): no id is hashed here.
+
+        Why: a campaign batch hands over ~100k candidates and the purchases behind them, already coded
+        by its ``CampaignIndex``; mapping their string ids back to codes was a tenth of the rules' time.
+
+        Parameters
+        ----------
+        ranked
+            ``_c`` (position of the customer in ``customer_ids``), ``_i`` (position of the item in this
+            rule set's catalogue: its distinct ``item_id`` values in order of first appearance), ``score``
+            and optionally ``reason_type, source_item_id, source_ts``.
+        customer_ids
+            The customers, in output order; every one gets a list (fallback when it has no candidates).
+        history
+            ``_c, _i, ts`` and optionally ``price``: purchases only, ``_i`` null for items outside the
+            catalogue.
+        n, now, replenish_due
+            As in ``apply``.
+
+        Raises
+        ------
+        SchemaError
+            A missing column, or a code outside its range.
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ConfigError(
+                f"The 'n' parameter of RuleSet.apply_codes must be an int in [0, inf). Got {n!r} instead."
+            )
+        _require(ranked, "ranked", ("_c", "_i", "score"))
+        customers = [str(c) for c in customer_ids]
+        C, N = len(customers), self._cat.n_items
+        if C == 0 or int(n) == 0:
+            return _empty_output(ranked)
+        r_cust = ranked["_c"].cast(pl.Int64).to_numpy()
+        r_item = ranked["_i"].cast(pl.Int64).fill_null(-1).to_numpy()
+        if len(r_cust) and (r_cust.min() < 0 or r_cust.max() >= C or r_item.max() >= N):
+            raise SchemaError(f"ranked: '_c' must be in [0, {C}) and '_i' below {N} (the catalogue's size)",
+                              source="ranked", column="_c")
+        empty = np.zeros(0, dtype=np.int64)
+        coded: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (empty, empty, empty, np.zeros(0))
+        if history is not None and history.height:
+            _require(history, "history", ("_c", "_i", "ts"))
+            h = history.filter(pl.col("_i").is_not_null() & pl.col("ts").is_not_null()
+                               & pl.col("_c").is_between(0, C - 1))
+            ts = h["ts"]
+            if ts.dtype != pl.Datetime("us"):
+                ts = ts.cast(pl.Datetime("us"))
+            price = h["price"].cast(pl.Float64).fill_null(np.nan).to_numpy() if "price" in h.columns \
+                else np.full(h.height, np.nan)
+            coded = (h["_c"].cast(pl.Int64).to_numpy(), h["_i"].cast(pl.Int64).to_numpy(),
+                     ts.to_numpy().view(np.int64), price)
+        return self._apply_encoded(ranked, customers, {c: i for i, c in enumerate(customers)}, r_cust, r_item,
+                                   coded, n=int(n), now=as_naive_utc(now), replenish_due=replenish_due,
+                                   context_item_ids=None)
+
+    def _apply_encoded(self, ranked: pl.DataFrame, customers: list[str], cust_code: dict[str, int],
+                       r_cust: np.ndarray, r_item: np.ndarray,
+                       hist: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], *, n: int, now: datetime,
+                       replenish_due: pl.DataFrame | None,
+                       context_item_ids: Sequence[str] | None) -> pl.DataFrame:
+        """The rules on encoded rows: ``r_cust`` (customer code), ``r_item`` (catalogue index, -1 unknown)
+        per row of ``ranked`` and the purchases ``(customer code, item index, ts µs, price or NaN)``."""
+        cat, rules = self._cat, self.rules
+        state = self._state(now)
+        N = max(cat.n_items, 1)
+        C = len(customers)
         r_score = ranked["score"].cast(pl.Float64).to_numpy().copy()  # nulls arrive as NaN
         r_score[np.isnan(r_score)] = -np.inf
 
@@ -256,7 +334,7 @@ class RuleSet:
             hard &= ~np.isin(it, ctx_items)
 
         # ---- history: recent purchases (hard) and upsell references (soft)
-        h_cust, h_item, h_ts, h_price = _encode_history(history, customers, cust_code, cat)
+        h_cust, h_item, h_ts, h_price = hist
         bought_keys = np.zeros(0, dtype=np.int64)
         if rules.exclude_bought_days is not None and len(h_item):
             recent = np.ones(len(h_item), dtype=bool)
