@@ -48,7 +48,7 @@ from recsys.data.synthetic import generate_shop
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError, UnknownIdError
 from recsys.registry import Registry
-from recsys.rules import RuleSet, load_placements
+from recsys.rules import load_placements
 from recsys.store import Store
 from recsys.training import train
 
