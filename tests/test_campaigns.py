@@ -426,18 +426,22 @@ def test_the_cut_rules_history_gives_the_lists_of_the_whole_history(kind: str, u
     ctx = PickContext(bundle, data, now=now, rules=rules, exclude=campaign.exclude)
     ruleset = ctx.index.ruleset(rules)
     ids = data.purchases["customer_id"].unique().sort().to_list()
+    item_ids = ctx.items["item_id"]
     for batch, hist in ctx.batches(ids, 700):
         cand, due = candidates(ctx, campaign, batch, hist)
-        cand = _pool(cand, hist, due, campaign, ctx, checked=kind in CHECKED_STRATEGIES)
+        cand = ctx.with_source_ids(_pool(cand, hist, due, campaign, ctx, checked=kind in CHECKED_STRATEGIES))
         cut = _rules_history(hist, cand, rules, campaign, ctx)
-        whole = hist.select("customer_id", "item_id", "ts", "price", "_c", "_i")
+        whole = hist.select("_c", "_i", "ts", "price")
         assert cut.height < whole.height
-        lists = [ruleset.apply(cand, n=4, now=now, replenish_due=due, customer_ids=batch, history=h)
+        lists = [ruleset.apply_codes(cand, batch, n=4, now=now, replenish_due=due, history=h)
                  for h in (cut, whole)]
         assert_frame_equal(lists[0], lists[1])
-        # the campaign's integer path (codes of the index, no id hashing) gives the same lists
-        coded = ruleset.apply_codes(cand, batch, n=4, now=now, replenish_due=due, history=cut)
-        assert_frame_equal(coded, lists[0])
+        # the integer path (the index's codes, no id hashing) gives the lists of the string path
+        ids_of = [pl.lit(pl.Series(batch, dtype=pl.String)).gather(pl.col("_c")).alias("customer_id"),
+                  pl.lit(item_ids).gather(pl.col("_i")).alias("item_id")]
+        named = ruleset.apply(cand.with_columns(ids_of), n=4, now=now, replenish_due=due, customer_ids=batch,
+                              history=whole.filter(pl.col("_i").is_not_null()).with_columns(ids_of))
+        assert_frame_equal(named, lists[0])
 
 
 def test_excluded_items_never_come_back_as_bought_with(bundle: Bundle, data: Dataset, now: datetime) -> None:

@@ -60,9 +60,9 @@ class CampaignIndex:
     Attributes
     ----------
     purchases : pl.DataFrame
-        Every purchase line, ``customer_id, item_id, ts, price`` plus ``_i`` (item code: position in
-        the catalogue's distinct ids, null for items missing from it), ``_u`` (customer code: position
-        in ``customer_ids``), the item's catalogue ``list_price`` and category code ``_g``.
+        Every purchase line as codes: ``ts, price``, ``_i`` (item code: position in the catalogue's
+        distinct ids, null for items missing from it), ``_u`` (customer code: position in
+        ``customer_ids``), the item's catalogue ``list_price`` and category code ``_g``.
     customer_ids : pl.Series
         The distinct customer ids of the purchases, in first-appearance order.
     catalogue : pl.DataFrame
@@ -90,8 +90,10 @@ class CampaignIndex:
         item_ids = data.items["item_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
         purchases = data.purchases
         self.customer_ids = purchases["customer_id"].cast(pl.String).drop_nulls().unique(maintain_order=True)
+        # (the string ids are not kept: every later step works on the codes, and ids are attached to the
+        # few rows that reach the rules)
         self.purchases = purchases.select(
-            "customer_id", "item_id", pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
+            pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
             _code_expr("item_id", item_ids).alias("_i"),
             _code_expr("customer_id", self.customer_ids).alias("_u"),
         )

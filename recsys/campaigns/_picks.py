@@ -37,16 +37,16 @@ __all__ = [
     "CANDIDATE_SCHEMA",
 ]
 
-#: Candidate columns: ``_c`` is the customer's position in its batch, ``_i`` the item's catalogue code.
+#: Candidate columns, integers only: ``_c`` is the customer's position in its batch, ``_i`` the item's
+#: catalogue code, ``_src`` the code of the purchase that explains it (null: none).  Ids are attached to
+#: the few rows that reach the rules (``PickContext.with_source_ids``), not carried through every step.
 CANDIDATE_SCHEMA: dict[str, pl.DataType] = {
-    "customer_id": pl.String(),
-    "item_id": pl.String(),
-    "score": pl.Float64(),
-    "reason_type": pl.String(),
-    "source_item_id": pl.String(),
-    "source_ts": pl.Datetime("us"),
     "_c": pl.Int32(),
     "_i": pl.Int32(),
+    "score": pl.Float64(),
+    "reason_type": pl.String(),
+    "_src": pl.Int32(),
+    "source_ts": pl.Datetime("us"),
 }
 _RRF_K = 20.0
 _SECONDS_PER_DAY = 86_400.0
@@ -169,11 +169,11 @@ class PickContext:
                 batch_size: int) -> Iterator[tuple[list[str], pl.DataFrame]]:
         """``(batch of customer ids, their purchases)`` in order, ``batch_size`` customers at a time.
 
-        Purchases are those before ``now`` — ``customer_id, item_id, ts, price`` plus the item's
-        catalogue ``list_price`` — in no particular order (strategies never rely on row order), with
-        integer codes for fast group-bys: ``_c`` (customer's position in the batch), ``_i`` (item),
-        ``_g`` (category) and ``_k = _c * n_groups + _g`` (one key per customer × category); the item
-        columns are null for items missing from the catalogue.  The purchases carry the index's
+        Purchases are those before ``now`` — ``ts, price`` plus the item's catalogue ``list_price`` — in
+        no particular order (strategies never rely on row order), as integer codes for fast group-bys:
+        ``_c`` (customer's position in the batch), ``_i`` (item), ``_g`` (category) and
+        ``_k = _c * n_groups + _g`` (one key per customer × category); the item columns are null for
+        items missing from the catalogue.  The purchases carry the index's
         customer code, so finding the audience's rows is an array look-up (no string hashing per run),
         and one partition serves every batch: no join or sort of the whole purchase table.
         """
@@ -203,9 +203,9 @@ class PickContext:
                 rows = self.purchases.filter(pl.Series(mine))
                 c, b = c[mine], (b[mine] if b is not None else None)
         else:  # a customer listed twice appears in every batch position it holds
-            assign = pl.DataFrame({"customer_id": ids, "_pos": at},
-                                  schema={"customer_id": pl.String, "_pos": pl.Int32})
-            rows = self.purchases.join(assign, on="customer_id")
+            code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
+            assign = pl.DataFrame({"_u": code, "_pos": at}).filter(pl.col("_u").is_not_null())
+            rows = self.purchases.join(assign, on="_u")
             pos = rows["_pos"].to_numpy()
             rows, c, b = rows.drop("_pos"), pos % batch_size, pos // batch_size
         rows = rows.drop("_u").with_columns(pl.Series("_c", c, dtype=pl.Int32))
@@ -259,6 +259,15 @@ class PickContext:
         wanted[items] = True
         mine = wanted[i]
         return pl.Series(c[mine].astype(np.int64) * self.n_items + i[mine])
+
+    def with_source_ids(self, cand: pl.DataFrame) -> pl.DataFrame:
+        """Candidates with ``source_item_id``, the id of the purchase behind each (from ``_src``)."""
+        return cand.with_columns(pl.lit(self.items["item_id"]).gather(pl.col("_src")).alias("source_item_id"))
+
+    def codes_of_pairs(self, pairs: pl.DataFrame, customer_ids: Sequence[str]) -> pl.DataFrame:
+        """``(customer_id, item_id)`` pairs as ``(_c, _i)`` codes of this batch (pairs outside it dropped)."""
+        return (pairs.join(_positions(customer_ids), on="customer_id")
+                .join(self.items.select("item_id", "_i"), on="item_id").select("_c", "_i"))
 
     def edges(self, top: int) -> pl.DataFrame:
         """Complement graph edges ``(source, target, lift, source_g, target_g)`` (``CampaignIndex.edges``)."""
@@ -340,7 +349,7 @@ def _lookback(campaign: Campaign, default: int) -> int:
 
 
 def _latest_per_category(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
-    """Each customer's most recent purchase per category: ``_k, _c, _g, customer_id, item_id, ts, paid``.
+    """Each customer's most recent purchase per category: ``_k, _c, _g, _i, ts, paid``.
 
     Ties on time go to the smallest item id; ``paid`` is the highest unit price paid for it then
     (falling back to the catalogue price).  Window filters on the integer key ``_k`` (ties by the
@@ -353,21 +362,19 @@ def _latest_per_category(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
         .filter(pl.col("_rank") == pl.col("_rank").min().over("_k"))
     )
     return latest.group_by("_k").agg(
-        pl.col("_c", "_g", "customer_id", "item_id", "ts").first(),
+        pl.col("_c", "_g", "_i", "ts").first(),
         pl.coalesce("price", "list_price").max().alias("paid"))
 
 
 def _as_candidates(frame: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
     reason_expr = pl.lit(reason) if isinstance(reason, str) else reason
     return frame.select(
-        pl.col("customer_id").cast(pl.String),
-        pl.col("item_id").cast(pl.String),
-        pl.col("score").cast(pl.Float64),
-        reason_expr.cast(pl.String).alias("reason_type"),
-        pl.col("source_item_id").cast(pl.String),
-        pl.col("source_ts").cast(pl.Datetime("us")),
         pl.col("_c").cast(pl.Int32),
         pl.col("_i").cast(pl.Int32),
+        pl.col("score").cast(pl.Float64),
+        reason_expr.cast(pl.String).alias("reason_type"),
+        pl.col("_src").cast(pl.Int32),
+        pl.col("source_ts").cast(pl.Datetime("us")),
     )
 
 
@@ -411,7 +418,7 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     half_life = max(lookback / 2.0, 1.0)
     recent = (
         recent.group_by("_c", "_i")
-        .agg(pl.col("customer_id", "item_id", "_g", "_k").first(), pl.col("ts").max())
+        .agg(pl.col("_g", "_k").first(), pl.col("ts").max())
         .with_columns((0.5 ** (_age_days(ctx.now) / half_life)).alias("recency"))
     )
     edges = ctx.edges(s.top_complements)
@@ -441,8 +448,7 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
     pairs = _best_per_key(pairs, "_tk", "w", "_rank")
     pairs = pairs.filter(pl.col("w").rank("min", descending=True).over("_c") <= 2 * campaign.n_picks)
     cat_part = (
-        pairs.select("_c", "customer_id", "target_g", "w", pl.col("item_id").alias("source_item_id"),
-                     pl.col("ts").alias("source_ts"))
+        pairs.select("_c", "target_g", "w", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"))
         .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category), left_on="target_g", right_on="_g")
         .with_columns((pl.col("w") * pl.col("pop_norm")).alias("score"))
     )
@@ -452,7 +458,6 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
 
     # bought with: co-purchase neighbours of every recent purchase in the source categories
     if s.bought_with != "off" and recent.height:
-        # integers only through the large joins and windows; the ids are attached to the survivors
         bw = recent.select("_c", "_i", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"),
                            pl.col("_g").alias("source_g"), "recency", "_rank")
         bw = bw.join(ctx.pickable_neighbours(), on="_i").filter(pl.col("target_g") != pl.col("source_g"))
@@ -466,10 +471,6 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
         bw = ctx.pickable(bw, hist).with_columns(
             (pl.col("_c").cast(pl.Int64) * ctx.n_items + pl.col("_i")).alias("_ci"))
         bw = _top(_best_per_key(bw, "_ci", "score", "_rank"), pool)
-        item_ids, customer_ids = ctx.items["item_id"], pl.Series(list(ids), dtype=pl.String)
-        bw = bw.with_columns(pl.lit(customer_ids).gather(pl.col("_c")).alias("customer_id"),
-                             pl.lit(item_ids).gather(pl.col("_i")).alias("item_id"),
-                             pl.lit(item_ids).gather(pl.col("_src")).alias("source_item_id"))
         parts.append(_as_candidates(bw, "bought_with"))
     return _fuse(parts), None
 
@@ -478,12 +479,12 @@ def _welcome(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.
     """Bestsellers of the category of each customer's first purchase."""
     s = campaign.strategy
     first = hist.filter(pl.col("_g").is_not_null()).filter(pl.col("ts") == pl.col("ts").min().over("_c"))
-    first = first.filter(pl.col("item_id") == pl.col("item_id").min().over("_c")).unique("_c", keep="any")
+    first = (first.with_columns(pl.lit(ctx.item_rank).gather(pl.col("_i")).alias("_rank"))  # smallest id
+             .filter(pl.col("_rank") == pl.col("_rank").min().over("_c")).unique("_c", keep="any"))
     cand = (
-        first.select("_c", "customer_id", "_g", pl.col("item_id").alias("source_item_id"),
-                     pl.col("ts").alias("source_ts"))
+        first.select("_c", "_g", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"))
         .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category + 1), on="_g")
-        .filter(pl.col("item_id") != pl.col("source_item_id"))
+        .filter(pl.col("_i") != pl.col("_src"))
         .rename({"pop_norm": "score"})
     )
     return _as_candidates(cand, "welcome"), None
@@ -500,11 +501,10 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
         .with_columns((0.5 ** (_age_days(ctx.now) / max(lookback / 2.0, 1.0))).alias("recency"))
     )
     cand = (
-        last.select("_c", "customer_id", "_g", "paid", "recency", pl.col("item_id").alias("source_item_id"),
-                    pl.col("ts").alias("source_ts"))
+        last.select("_c", "_g", "paid", "recency", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"))
         .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category), on="_g")
         .filter((pl.col("price") >= lo * pl.col("paid")) & (pl.col("price") <= hi * pl.col("paid"))
-                & (pl.col("item_id") != pl.col("source_item_id")))
+                & (pl.col("_i") != pl.col("_src")))
         .with_columns((pl.col("pop_norm") * pl.col("recency")).alias("score"))
     )
     return _as_candidates(cand, "upsell"), None
@@ -513,12 +513,12 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
 def _new_in_category(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
     """New items (first sold recently) in the customer's favourite categories (90-day decayed share)."""
     s = campaign.strategy
-    last = _latest_per_category(hist, ctx).select("_k", pl.col("item_id").alias("source_item_id"),
-                                             pl.col("ts").alias("source_ts"))
+    last = _latest_per_category(hist, ctx).select("_k", pl.col("_i").alias("_src"),
+                                                  pl.col("ts").alias("source_ts"))
     fav = (
         hist.filter(pl.col("_k").is_not_null())
         .with_columns((0.5 ** (_age_days(ctx.now) / 90.0)).alias("w"))
-        .group_by("_k").agg(pl.col("_c", "_g", "customer_id").first(), pl.col("w").sum())
+        .group_by("_k").agg(pl.col("_c", "_g").first(), pl.col("w").sum())
         .with_columns((pl.col("w") / pl.col("w").sum().over("_c")).alias("share"))
     )
     fav = _top_per_customer(fav, "share", "_g", s.top_categories).join(last, on="_k")
@@ -562,11 +562,10 @@ def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], his
         .with_columns(((pl.lit(ctx.now, pl.Datetime("us")) - pl.col("last_bought_ts")).dt.total_seconds()
                        / _SECONDS_PER_DAY / pl.col("expected_interval_days")).alias("due_ratio"))
         .filter((pl.col("due_ratio") >= lo) & (pl.col("due_ratio") <= hi))
-        .with_columns(pl.col("item_id").alias("source_item_id"), pl.col("last_bought_ts").alias("source_ts"))
+        .with_columns(pl.col("_i").alias("_src"), pl.col("last_bought_ts").alias("source_ts"))
         .join(_positions(ids), on="customer_id")
     )
-    out = _as_candidates(cand, "replenish_due")
-    return out, out.select("customer_id", "item_id", pl.lit(True).alias("due"))
+    return _as_candidates(cand, "replenish_due"), cand.select("customer_id", "item_id", pl.lit(True).alias("due"))
 
 
 def _winback(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
@@ -576,9 +575,10 @@ def _winback(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.
     if not known:
         return _empty(), None
     ranked = ctx.hybrid.rank(known, ctx.now)
-    bought = hist.select("customer_id", "item_id").unique()
-    cand = (ranked.join(bought, on=["customer_id", "item_id"], how="anti")
-            .join(ctx.items.select("item_id", "_i"), on="item_id").join(_positions(ids), on="customer_id"))
+    codes = ctx.items.select("item_id", "_i")
+    cand = (ranked.join(codes, on="item_id").join(_positions(ids), on="customer_id")
+            .join(hist.select("_c", "_i").unique(), on=["_c", "_i"], how="anti")
+            .join(codes.rename({"item_id": "source_item_id", "_i": "_src"}), on="source_item_id", how="left"))
     return _as_candidates(cand, pl.col("reason_type")), None
 
 

@@ -260,7 +260,7 @@ def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules
     latest rows of one category that gives them one (``_witness``).  Without ``fill`` the rules read
     nothing else from a reference (its value matters only for fallback items).
     """
-    cols = ["customer_id", "item_id", "ts", "price", "_c", "_i"]
+    cols = ["_c", "_i", "ts", "price"]
     if campaign.fill or hist.height == 0:
         return hist.select(cols)
     parts = []
@@ -513,7 +513,7 @@ def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: l
     cand = _pool(cand, hist, due, campaign, ctx, checked=checked)
     if resend is not None and cand.height:
         before = cand.height
-        cand = cand.join(resend, on=["customer_id", "item_id"], how="anti")
+        cand = cand.join(ctx.codes_of_pairs(resend, batch), on=["_c", "_i"], how="anti")
         removed += before - cand.height
     # fallback rows may be recent sends: ask for as many more as a customer has recent sends
     extra = 0
@@ -521,8 +521,8 @@ def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: l
         mine = resend.join(pl.DataFrame({"customer_id": batch}), on="customer_id", how="semi")
         extra = int(mine.group_by("customer_id").len()["len"].max() or 0) if mine.height else 0
     # the candidates and purchases carry the index's codes (the rule set is over the same catalogue)
-    out = ruleset.apply_codes(cand, batch, n=campaign.n_picks + extra, now=ctx.now, replenish_due=due,
-                              history=_rules_history(hist, cand, rules, campaign, ctx))
+    out = ruleset.apply_codes(ctx.with_source_ids(cand), batch, n=campaign.n_picks + extra, now=ctx.now,
+                              replenish_due=due, history=_rules_history(hist, cand, rules, campaign, ctx))
     if extra:
         out = (out.join(resend, on=["customer_id", "item_id"], how="anti", maintain_order="left")
                .group_by("customer_id", maintain_order=True).head(campaign.n_picks)
