@@ -501,7 +501,8 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
         .with_columns((0.5 ** (_age_days(ctx.now) / max(lookback / 2.0, 1.0))).alias("recency"))
     )
     cand = (
-        last.select("_c", "_g", "paid", "recency", pl.col("_i").alias("_src"), pl.col("ts").alias("source_ts"))
+        last.select("_c", "_g", "paid", "recency", pl.col("_i").alias("_src"),
+                    pl.col("ts").alias("source_ts"))
         .join(ctx.bestsellers.filter(pl.col("cat_rank") <= s.per_category), on="_g")
         .filter((pl.col("price") >= lo * pl.col("paid")) & (pl.col("price") <= hi * pl.col("paid"))
                 & (pl.col("_i") != pl.col("_src")))
@@ -565,7 +566,8 @@ def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], his
         .with_columns(pl.col("_i").alias("_src"), pl.col("last_bought_ts").alias("source_ts"))
         .join(_positions(ids), on="customer_id")
     )
-    return _as_candidates(cand, "replenish_due"), cand.select("customer_id", "item_id", pl.lit(True).alias("due"))
+    due = cand.select("customer_id", "item_id", pl.lit(True).alias("due"))
+    return _as_candidates(cand, "replenish_due"), due
 
 
 def _winback(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
