@@ -59,16 +59,20 @@ def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
 
 @app.command("run")
 def run_cmd(
-    config: Annotated[Path, typer.Argument(help="Campaign YAML (configs/campaigns/*.yaml).")],
+    configs: Annotated[list[Path], typer.Argument(
+        help="Campaign YAML file(s) (configs/campaigns/*.yaml); several run in order against one loaded "
+             "bundle, data set and index, each logging its sends before the next (caps apply across them).")],
     model: Annotated[str, typer.Option("--model", "-m", help="Tag, 'promoted' or 'latest'.")] = "promoted",
-    out: Annotated[Path, typer.Option("--out", "-o",
-                                      help="Picks file (.parquet or .csv); summary JSON beside it.")]
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Picks file (.parquet or .csv); summary JSON beside it.  With several campaign "
+                            "files it must contain {campaign}.")]
         = Path("picks.parquet"),
     shard: Annotated[str | None, typer.Option(help="Run shard i of n (1-based), e.g. 2/8.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the picks file but nothing to the store.")]
         = False,
-    run_id: Annotated[str | None, typer.Option("--run-id",
-                                               help="Idempotency key (default <campaign>-<date>).")] = None,
+    run_id: Annotated[str | None, typer.Option(
+        "--run-id", help="Idempotency key (default <campaign>-<date>; with several campaign files, "
+                         "<run-id>:<campaign>).")] = None,
     store: Annotated[str, typer.Option(help="Store URI: consent, suppression, erasures, send log.")]
         = DEFAULT_STORE,
     dataset: Annotated[str | None, typer.Option("--dataset", "-d",
@@ -78,15 +82,32 @@ def run_cmd(
         formats=_DATE_FORMATS, help="Reference time (default: midnight after the last purchase).")] = None,
     placements: Annotated[Path, typer.Option(help="Business rules per placement.")] = DEFAULT_PLACEMENTS,
     batch_size: Annotated[int, typer.Option(min=1, help="Customers per vectorised batch.")] = 4000,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Threads picking batches at once (default: the machine's cores, at most 4).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Pick items for a campaign's consenting audience, export them and log the sends."""
+    """Pick items for campaigns' consenting audiences, export them and log the sends."""
     from pipelines.recommend import load_bundle
-    from recsys.campaigns import load_campaign, parse_shard, run_campaign, summary_lines, summary_path
+    from recsys.campaigns import (
+        CampaignIndex,
+        load_campaign,
+        parse_shard,
+        run_campaign,
+        summary_lines,
+        summary_path,
+    )
     from recsys.rules import load_placements
 
+    several = len(configs) > 1
+    if several and "{campaign}" not in str(out):
+        raise fail(f"--out: with {len(configs)} campaign files the picks path must contain {{campaign}} "
+                   f"(e.g. picks-{{campaign}}.parquet); got {out}")
+    threads = workers or max(1, min(4, os.cpu_count() or 1))
     try:
-        campaign = load_campaign(config)
+        campaigns = [load_campaign(c) for c in configs]
+        names = [c.name for c in campaigns]
+        if len(set(names)) < len(names):
+            raise fail(f"campaign names must differ when run together; got {', '.join(names)}")
         shard_t = parse_shard(shard)
         rules = load_placements(placements)
         version, bundle = load_bundle(model)
@@ -98,14 +119,20 @@ def run_cmd(
         typer.echo(f"loaded {data.source} ({data.interactions.height:,} interactions) in {secs:.1f}s",
                    err=True)
         st = _open_store(store, dry_run=dry_run)
-        run = run_campaign(campaign, bundle, data, placements=rules, store=st, out=out, dry_run=dry_run,
-                           run_id=run_id, shard=shard_t, now=now, model_version=version.tag,
-                           batch_size=batch_size, progress=progress)
+        index = CampaignIndex(bundle, data)
+        typer.echo(f"indexed {index.purchases.height:,} purchase lines and {index.n_items:,} items in "
+                   f"{index.seconds:.2f}s", err=True)
+        for campaign in campaigns:
+            target = Path(str(out).replace("{campaign}", campaign.name))
+            rid = f"{run_id}:{campaign.name}" if (run_id and several) else run_id
+            run = run_campaign(campaign, bundle, data, placements=rules, store=st, out=target,
+                               dry_run=dry_run, run_id=rid, shard=shard_t, now=now, model_version=version.tag,
+                               batch_size=batch_size, progress=progress, index=index, workers=threads)
+            for line in summary_lines(run.summary):
+                typer.echo(line)
+            typer.echo(f"wrote {run.picks.height:,} picks → {target} · summary → {summary_path(target)}")
     except RecsysError as exc:
         raise fail(str(exc)) from None
-    for line in summary_lines(run.summary):
-        typer.echo(line)
-    typer.echo(f"wrote {run.picks.height:,} picks → {out} · summary → {summary_path(out)}")
     if dry_run:
         typer.echo("dry run: nothing written to the store")
 

@@ -656,3 +656,34 @@ def test_batches_in_threads_give_the_same_picks(bundle: Bundle, data: Dataset, n
             assert_frame_equal(getattr(one, part), getattr(three, part))
     with pytest.raises(ConfigError, match="'workers' parameter of plan_campaign must be an int in"):
         _plan(_campaign(), bundle, data, now, workers=0)
+
+
+def test_cli_runs_several_campaigns_in_order_with_caps_across_them(tmp_path: Path,
+                                                                    saved: tuple[str, Path]) -> None:
+    """One invocation, three campaigns, one loaded bundle and index: each run logs before the next, so
+    the frequency cap (2 emails per 7 days) leaves out of the third everyone the first two mailed."""
+    tag, _ = saved
+    runner, app = CliRunner(), _cli()
+    files = []
+    for name, strategy in (("first", "welcome"), ("second", "upsell"), ("third", "complements")):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(f"name: {name}\naudience: {{all_customers: true}}\nstrategy: {{kind: {strategy}}}\n"
+                        "n_picks: 3\nholdout_share: 0\nfrequency_cap: {max_emails: 2, per_days: 7}\n")
+        files.append(str(path))
+    db = f"sqlite:///{tmp_path / 'state.db'}"
+    out = tmp_path / "picks-{campaign}.parquet"
+    res = runner.invoke(app, ["campaign", "run", *files, "--model", tag, "--out", str(out), "--store", db,
+                              "--run-id", "week49", "--no-progress", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    summaries = {n: json.loads(summary_path(tmp_path / f"picks-{n}.parquet").read_text())
+                 for n in ("first", "second", "third")}
+    assert [s["run_id"] for s in summaries.values()] == ["week49:first", "week49:second", "week49:third"]
+    mailed = [set(pl.read_parquet(tmp_path / f"picks-{n}.parquet")["customer_id"])
+              for n in ("first", "second")]
+    third = set(pl.read_parquet(tmp_path / "picks-third.parquet")["customer_id"])
+    assert mailed[0] & mailed[1] and not third & mailed[0] & mailed[1]
+    assert summaries["third"]["excluded"]["frequency_cap"] == len(mailed[0] & mailed[1])
+
+    bad = runner.invoke(app, ["campaign", "run", *files[:2], "--model", tag,
+                              "--out", str(tmp_path / "p.parquet")])
+    assert bad.exit_code == 2 and "--out" in bad.output and "{campaign}" in bad.output
