@@ -475,6 +475,9 @@ def test_rank_within_is_polars_rank_over_groups() -> None:
     expected = frame.select(pl.col("score").rank("min", descending=True).over("g")).to_series()
     got = rank_within(group, frame["score"])
     assert (got == expected.fill_null(np.iinfo(np.int64).max).to_numpy()).all()
+    no_nulls = frame.with_columns(pl.col("score").fill_null(3.0))  # the faster sort without nulls_last
+    expected = no_nulls.select(pl.col("score").rank("min", descending=True).over("g")).to_series()
+    assert (rank_within(group, no_nulls["score"]) == expected.to_numpy()).all()
     assert len(rank_within(np.zeros(0, dtype=np.int64), pl.Series([], dtype=pl.Float64))) == 0
 
 
