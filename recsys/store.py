@@ -164,9 +164,12 @@ class Store:
         """Record exported picks; idempotent per (run_id, customer, item) — a re-run does not double-log."""
         if picks.height == 0:
             return 0
-        now = _now()
-        rows = [(run_id, campaign, r["customer_id"], r["item_id"], int(r["rank"]), bool(r.get("control", False)),
-                 model_version, now) for r in picks.iter_rows(named=True)]
+        now: datetime | str = _now()
+        if self.kind == "sqlite":  # the text sqlite3's default adapter would write for every row, made once
+            now = now.isoformat(" ")  # type: ignore[union-attr]
+        control = pl.col("control").cast(pl.Boolean) if "control" in picks.columns else pl.lit(False)
+        cols = picks.select("customer_id", "item_id", pl.col("rank").cast(pl.Int64), control.alias("control"))
+        rows = [(run_id, campaign, c, i, r, k, model_version, now) for c, i, r, k in cols.iter_rows()]
         conflict = "ON CONFLICT (run_id, customer_id, item_id) DO NOTHING"
         sql = self._sql("INSERT INTO send_log (run_id, campaign, customer_id, item_id, rank, control, model_version,"
                         f" sent_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) {conflict}")

@@ -245,6 +245,28 @@ class PickContext:
             cand = cand.filter(~key.is_in(self._bought_keys(hist, days, items[keep]).implode()))
         return cand
 
+    def latest_by_key(self, hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(k, ts, last)`` for the batch's purchases: each line's customer × category key ``_k`` (-1 for
+        items without a category) and time (µs), and per key the time of its latest purchase (``last``,
+        indexed by key; the int64 minimum where a key has none, including the last slot, for -1).
+
+        Why arrays: keys are dense (batch customers × categories, ~1 M), so "latest purchase per key"
+        is one ``np.maximum.at`` over the lines (~7 ms on Complete Journey's 1.5 M) instead of a
+        group-by or a window per question; built once per batch, shared by the strategies and the rules'
+        history cut.
+        """
+        cached = getattr(self._local, "latest", None)
+        if cached is None or cached[0] is not hist:
+            k = hist["_k"].fill_null(-1).to_numpy()
+            ts = hist["ts"].to_numpy().view(np.int64)
+            size = int(k.max(initial=-1)) + 2
+            last = np.full(size, np.iinfo(np.int64).min)
+            np.maximum.at(last, k, ts)  # -1 lands in the last slot, which nothing reads
+            last[-1] = np.iinfo(np.int64).min
+            cached = (hist, k, ts, last)
+            self._local.latest = cached
+        return cached[1], cached[2], cached[3]
+
     def _bought_keys(self, hist: pl.DataFrame, days: int, items: np.ndarray) -> pl.Series:
         """``_c * n_items + _i`` of every (customer, item) bought in the last ``days`` (0 = ever), among
         ``items`` only: the look-up set is built from the purchases of the candidates' items, often a
@@ -350,22 +372,41 @@ def _lookback(campaign: Campaign, default: int) -> int:
     return s.lookback_days or (bc.within_days if bc is not None else default)
 
 
-def _latest_per_category(hist: pl.DataFrame, ctx: PickContext) -> pl.DataFrame:
-    """Each customer's most recent purchase per category: ``_k, _c, _g, _i, ts, paid``.
+def _latest_per_category(hist: pl.DataFrame, ctx: PickContext, since: datetime | None = None) -> pl.DataFrame:
+    """Each customer's most recent purchase per category (at or after ``since``, when given):
+    ``_k, _c, _g, _i, ts, paid``.
 
     Ties on time go to the smallest item id; ``paid`` is the highest unit price paid for it then
-    (falling back to the catalogue price).  Window filters on the integer key ``_k`` (ties by the
-    item's integer ``item_rank``, not the string), no sort.
+    (falling back to the catalogue price; null when neither is known).  Array passes over the batch's
+    dense customer × category keys (``PickContext.latest_by_key``; ties by the item's integer
+    ``item_rank``), no group-by or window.
     """
-    latest = (
-        hist.filter(pl.col("_k").is_not_null())
-        .filter(pl.col("ts") == pl.col("ts").max().over("_k"))
-        .with_columns(pl.lit(ctx.item_rank).gather(pl.col("_i")).alias("_rank"))
-        .filter(pl.col("_rank") == pl.col("_rank").min().over("_k"))
-    )
-    return latest.group_by("_k").agg(
-        pl.col("_c", "_g", "_i", "ts").first(),
-        pl.coalesce("price", "list_price").max().alias("paid"))
+    k, ts, last = ctx.latest_by_key(hist)
+    at_latest = ts == last[k]  # (lines without a category read the last slot: never equal)
+    if since is not None:
+        at_latest &= ts >= _epoch_us(since)
+    rows = np.flatnonzero(at_latest)
+    key = k[rows]
+    item = hist["_i"].fill_null(0).to_numpy()[rows]  # (lines with a category have an item code)
+    rank = ctx.item_rank.to_numpy()[item]
+    smallest = np.full(len(last), np.iinfo(np.int64).max)
+    np.minimum.at(smallest, key, rank)
+    keep = rank == smallest[key]
+    rows, key = rows[keep], key[keep]
+    price = (hist.select("price", "list_price")[rows]
+             .select(pl.coalesce("price", "list_price").fill_nan(None).fill_null(np.nan)).to_series().to_numpy())
+    paid = np.full(len(last), np.nan)
+    np.fmax.at(paid, key, price)  # (NaN only where every line of the key has no price)
+    first = np.full(len(last), -1, dtype=np.int64)
+    first[key[::-1]] = rows[::-1]  # the first line of each key (later writes win: reversed)
+    keys = np.flatnonzero(first >= 0)
+    return hist.select("_c", "_g", "_i", "ts")[first[keys]].with_columns(
+        pl.Series("_k", keys), pl.Series("paid", paid[keys], nan_to_null=True))
+
+
+def _epoch_us(ts: datetime) -> int:
+    """Microseconds since the epoch of a naive datetime (the int64 view of ``Datetime("us")``)."""
+    return (ts - datetime(1970, 1, 1)) // timedelta(microseconds=1)
 
 
 def _as_candidates(frame: pl.DataFrame, reason: str | pl.Expr) -> pl.DataFrame:
@@ -434,17 +475,14 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
         trig.join(edges.select("source_g", "target_g", "lift"), left_on="_g", right_on="source_g")
         .with_columns((pl.col("_c").cast(pl.Int64) * ctx.n_groups + pl.col("target_g")).alias("_tk"))
     )
-    # latest purchase in each (customer, target category) a trigger points to: the history is cut to
-    # those keys first (an integer look-up), so the group-by runs on a fraction of it
-    wanted = pairs["_tk"].unique().implode()
-    last_in_target = (hist.filter(pl.col("_k").is_in(wanted))
-                      .group_by("_k").agg(pl.col("ts").max().alias("last_ts")))
-    pairs = (
-        pairs.join(last_in_target, left_on="_tk", right_on="_k", how="left")
-        # a complement already bought on/after the trigger is fulfilled
-        .filter(pl.col("last_ts").is_null() | (pl.col("last_ts") < pl.col("ts")))
-        .with_columns((pl.col("lift") * pl.col("recency")).alias("w"))
-    )
+    # a complement already bought on/after the trigger is fulfilled: compare with the latest purchase in
+    # each (customer, target category) (none: the int64 minimum, below every time)
+    _, _, last = ctx.latest_by_key(hist)
+    tk = pairs["_tk"].to_numpy()
+    last_in_target = last[np.minimum(tk, len(last) - 1)]  # keys beyond the array have no purchase
+    last_in_target[tk >= len(last) - 1] = np.iinfo(np.int64).min
+    open_ = last_in_target < pairs["ts"].to_numpy().view(np.int64)
+    pairs = pairs.filter(pl.Series(open_)).with_columns((pl.col("lift") * pl.col("recency")).alias("w"))
     # one trigger per (customer, target): the strongest (ties: smallest source item); then the customer's
     # best 2 × n_picks target categories — more can never reach the email
     pairs = _best_per_key(pairs, "_tk", "w", "_rank")
@@ -498,7 +536,7 @@ def _upsell(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.D
     lookback = _lookback(campaign, 365)
     lo, hi = s.price_ratio
     last = (
-        _latest_per_category(hist.filter(pl.col("ts") >= ctx.now - timedelta(days=lookback)), ctx)
+        _latest_per_category(hist, ctx, since=ctx.now - timedelta(days=lookback))
         .filter(pl.col("paid").is_not_null() & (pl.col("paid") > 0))
         .with_columns((0.5 ** (_age_days(ctx.now) / max(lookback / 2.0, 1.0))).alias("recency"))
     )

@@ -271,11 +271,12 @@ def _rules_history(hist: pl.DataFrame, cand: pl.DataFrame, rules: PlacementRules
         parts.append(hist.filter(pair.is_in(wanted_pairs)))
     if rules.upsell.enabled:
         keys = (cand["_c"].to_numpy().astype(np.int64) * ctx.n_groups + ctx.item_group[cand["_i"].to_numpy()])
-        wanted = pl.Series("_k", keys).unique().implode()  # (np.unique is slow on numpy 2.4)
-        # the latest rows of the wanted keys: cut the history to those keys first (an integer look-up),
-        # then take the latest per key on what is left
-        latest = hist.filter(pl.col("_k").is_in(wanted))
-        latest = latest.filter(pl.col("ts") == pl.col("ts").max().over("_k"))
+        # the latest rows of the wanted keys: a line is kept when its key is wanted and its time is its
+        # key's latest (dense per-key arrays of the batch, no group-by)
+        k, ts, last = ctx.latest_by_key(hist)
+        want = np.zeros(len(last), dtype=bool)  # the last slot (lines without a category) stays False
+        want[keys[(keys >= 0) & (keys < len(last) - 1)]] = True  # keys beyond: no purchase at all
+        latest = hist.filter(pl.Series(want[k] & (ts == last[k])))
         parts.append(latest)
         # A witness changes nothing for a customer with a usable reference among these rows, nor for
         # one without candidates (no list either way): only the others need one.

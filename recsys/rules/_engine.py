@@ -399,12 +399,17 @@ class RuleSet:
         out_picks: list[tuple[int, int, int, float | None]] = []
         out_len: list[int] = []
         select = self._selector.select
+        # no candidate, no pin and no fallback step: the walk has nothing to list (a campaign without fill)
+        nothing_to_list = not state.pins and not rules.fallback
         for c in range(C):
             if full[c]:
                 out_picks.extend(tier_picks[t_bounds[c]:t_bounds[c + 1]])
                 out_len.append(n)
                 continue
             lo, hi = k_bounds[c], k_bounds[c + 1]
+            if lo == hi and nothing_to_list:
+                out_len.append(0)
+                continue
             excluded = set(b_items[b_bounds[c]:b_bounds[c + 1]])
             if ctx_set:
                 excluded |= ctx_set
