@@ -393,8 +393,8 @@ def _latest_per_category(hist: pl.DataFrame, ctx: PickContext, since: datetime |
     np.minimum.at(smallest, key, rank)
     keep = rank == smallest[key]
     rows, key = rows[keep], key[keep]
-    price = (hist.select("price", "list_price")[rows]
-             .select(pl.coalesce("price", "list_price").fill_nan(None).fill_null(np.nan)).to_series().to_numpy())
+    paid_line = pl.coalesce("price", "list_price").fill_nan(None).fill_null(np.nan)
+    price = hist.select("price", "list_price")[rows].select(paid_line).to_series().to_numpy()
     paid = np.full(len(last), np.nan)
     np.fmax.at(paid, key, price)  # (NaN only where every line of the key has no price)
     first = np.full(len(last), -1, dtype=np.int64)
