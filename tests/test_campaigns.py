@@ -690,3 +690,26 @@ def test_cli_runs_several_campaigns_in_order_with_caps_across_them(tmp_path: Pat
     bad = runner.invoke(app, ["campaign", "run", *files[:2], "--model", tag,
                               "--out", str(tmp_path / "p.parquet")])
     assert bad.exit_code == 2 and "--out" in bad.output and "{campaign}" in bad.output
+
+
+@pytest.mark.parametrize("days", [0, 30])
+def test_bought_bitmap_and_hash_set_agree_with_the_purchases(
+    bundle: Bundle, data: Dataset, now: datetime, days: int, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import recsys.campaigns._picks as picks_module
+
+    ctx = PickContext(bundle, data, now=now, rules=PLACEMENTS["email"])
+    ids = data.purchases["customer_id"].unique().sort().to_list()[:300]
+    (batch, hist), = list(ctx.batches(ids, 400))
+    since = now - timedelta(days=days) if days else datetime(1900, 1, 1)
+    window = hist.filter(pl.col("_i").is_not_null() & (pl.col("ts") >= since))
+    truth = set(zip(window["_c"].to_list(), window["_i"].to_list()))
+    rng = np.random.default_rng(1)
+    c = np.concatenate([window["_c"].to_numpy(), rng.integers(0, len(batch) + 5, 3000)])
+    i = np.concatenate([window["_i"].to_numpy(), rng.integers(0, ctx.n_items, 3000)])
+    expected = np.array([(a, b) in truth for a, b in zip(c.tolist(), i.tolist())])
+    assert expected.sum() >= window.height > 0
+    assert (ctx.bought(c, i, hist, days) == expected).all()
+    monkeypatch.setattr(picks_module, "MAX_BITMAP_BYTES", 0)  # the hash-set path
+    fresh = PickContext(bundle, data, now=now, rules=PLACEMENTS["email"])
+    assert (fresh.bought(c, i, hist, days) == expected).all()
