@@ -15,8 +15,9 @@ What is timed, per repeat (medians reported; a repeat runs every measurement bac
 see the same machine load):
 
 * ``cold`` — ``plan_campaign`` as a lone run: it builds its own ``CampaignIndex`` (item and customer
-  codes of 1.5 M purchase lines, paid-price medians, catalogue tables, the rules' catalogue index),
-  one thread.  What one ``recsys campaign run`` with one campaign file costs after loading.
+  codes of 1.5 M purchase lines, paid-price medians, catalogue tables, the rules' catalogue index)
+  and uses ``--workers`` threads.  What one ``recsys campaign run`` with one campaign file costs after
+  loading the bundle and the data.
 * ``warm`` — ``plan_campaign`` with the index built once for the bundle and data (as ``recsys
   campaign run`` shares it between the campaign files of one invocation) and ``--workers`` threads
   (default: the CLI's, the machine's cores up to 4).  **The headline customers/s is audience ÷
@@ -153,7 +154,7 @@ def main() -> None:
             for r in range(args.repeats):
                 read_s, _ = timed(lambda: read_audience_purchases(ids, data, now))
                 cold_s, cold = timed(lambda: plan_campaign(campaign, bundle, data, placements=placements,
-                                                           batch_size=args.batch_size))
+                                                           batch_size=args.batch_size, workers=args.workers))
                 warm_s, plan = timed(lambda: plan_campaign(campaign, bundle, data, placements=placements,
                                                            batch_size=args.batch_size, index=index,
                                                            workers=args.workers))
@@ -207,7 +208,7 @@ def main() -> None:
               f"{r['median_warm_seconds']:>7.3f} {r['customers_per_second']:>8,.0f} "
               f"{r['median_run_seconds']:>6.3f} {r['run_customers_per_second']:>8,.0f} "
               f"{r['median_read_seconds']:>7.3f} {r['warm_over_read']:>9.1f}")
-    print(f"\n(medians of {args.repeats} repeats; cold = plan_campaign building its own index, 1 thread; "
+    print(f"\n(medians of {args.repeats} repeats; cold = plan_campaign building its own index; "
           f"warm = plan_campaign with the index built once ({index_s:.2f}s) and {args.workers} thread(s); "
           "run = warm run_campaign with a fresh SQLite store, picks file and send log; read = the "
           "audience's purchases alone; bundle and data loading excluded) · load average "

@@ -285,7 +285,10 @@ def _with_paid_prices(items: pl.DataFrame, purchases: pl.DataFrame, item_ids: pl
     if "price" not in items.columns or items["price"].null_count() == 0:
         return items
     median, known = paid_median(purchases["_i"], purchases["price"], item_ids.len())
-    row = codes_of(items["item_id"], item_ids)
+    if item_ids.len() == items.height:  # distinct, non-null ids (a validated catalogue): row = code
+        row = pl.int_range(0, items.height, dtype=pl.Int32, eager=True)
+    else:
+        row = codes_of(items["item_id"], item_ids)
     at = row.fill_null(0).to_numpy().astype(np.int64)
     ok = pl.Series(row.is_not_null().to_numpy() & known[at])
     paid = pl.when(ok).then(pl.Series(median[at]))

@@ -9,6 +9,7 @@ handful of comparisons per request.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,6 @@ class CatalogueIndex:
     """
 
     item_ids: list[str]
-    index: dict[str, int]
     index_frame: pl.DataFrame
     categories: list[str]
     category_index: dict[str, int]
@@ -49,6 +49,12 @@ class CatalogueIndex:
     def n_items(self) -> int:
         return len(self.item_ids)
 
+    @functools.cached_property
+    def index(self) -> dict[str, int]:
+        """``item_id → internal index``, built on first use (~20 ms for 92k items): a web request maps a
+        few ids with it, a batch job maps through ``index_frame`` and may never need it."""
+        return {it: i for i, it in enumerate(self.item_ids)}
+
     @classmethod
     def build(cls, catalogue: pl.DataFrame, fallback: pl.DataFrame | None) -> CatalogueIndex:
         if "item_id" not in catalogue.columns:
@@ -58,7 +64,6 @@ class CatalogueIndex:
                .unique("item_id", keep="first", maintain_order=True))
         n = cat.height
         item_ids: list[str] = cat["item_id"].cast(pl.String).to_list()
-        index = {it: i for i, it in enumerate(item_ids)}
         index_frame = pl.DataFrame(
             {"item_id": item_ids, "_idx": np.arange(n, dtype=np.int64)},
             schema={"item_id": pl.String, "_idx": pl.Int64},
@@ -70,8 +75,9 @@ class CatalogueIndex:
             cat_col = pl.Series("category", [None] * n, dtype=pl.String)
             categories = []
         category_index = {c: i for i, c in enumerate(categories)}
-        codes = np.fromiter((category_index.get(c, -1) if c is not None else -1 for c in cat_col.to_list()),
-                            dtype=np.int64, count=n)
+        # (an Enum cast: codes are positions in the sorted category list; no category → -1)
+        codes = (cat_col.cast(pl.Enum(categories)).to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+                 if categories else np.full(n, -1, dtype=np.int64))
         price = (cat["price"].cast(pl.Float64).fill_null(np.nan).to_numpy() if "price" in cat.columns
                  else np.full(n, np.nan))
         in_stock = (cat["in_stock"].cast(pl.Boolean).fill_null(True).to_numpy() if "in_stock" in cat.columns
@@ -102,12 +108,18 @@ class CatalogueIndex:
         tail = np.flatnonzero(~has)
         tail = tail[np.argsort(id_rank[tail], kind="stable")]
         pop_order = np.concatenate([ranked_items, tail]).astype(np.int64)
-        return cls(item_ids, index, index_frame, categories, category_index, codes, price,
+        return cls(item_ids, index_frame, categories, category_index, codes, price,
                    in_stock.astype(bool), replen.astype(np.int8), id_rank, pop_order, pop_score)
 
     def items_of(self, ids: list[str]) -> np.ndarray:
-        """Indices of known ids (unknown ones are dropped)."""
-        return np.fromiter((self.index[i] for i in ids if i in self.index), dtype=np.int64)
+        """Indices of known ids, in order (unknown ones are dropped)."""
+        if not ids:
+            return np.zeros(0, dtype=np.int64)
+        if "index" in self.__dict__:  # the dictionary exists: use it
+            return np.fromiter((self.index[i] for i in ids if i in self.index), dtype=np.int64)
+        found = (pl.DataFrame({"item_id": list(ids)}, schema={"item_id": pl.String})
+                 .join(self.index_frame, on="item_id", how="inner", maintain_order="left"))
+        return found["_idx"].to_numpy().astype(np.int64)
 
     def categories_of(self, names: list[str]) -> np.ndarray:
         index = self.category_index
@@ -140,9 +152,9 @@ def dated_state(rules: PlacementRules, cat: CatalogueIndex, static_ok: np.ndarra
             factor[_matches(entry.item_ids, entry.categories, cat)] *= entry.factor
     pin_list: list[tuple[int, int, int]] = []
     for order, (entry, on) in enumerate(zip(rules.pin, pins)):
-        idx = cat.index.get(entry.item_id)
-        if on and idx is not None and ok[idx]:
-            pin_list.append((entry.position, order, idx))
+        found = cat.items_of([entry.item_id]) if on else ()
+        if len(found) and ok[found[0]]:
+            pin_list.append((entry.position, order, int(found[0])))
     pin_list.sort()
     eligible = cat.pop_order[ok[cat.pop_order]]
     items = eligible.tolist()

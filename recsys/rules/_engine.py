@@ -129,7 +129,7 @@ class RuleSet:
         self._selector = Selector(
             item_cat=cat.category.tolist(),
             item_price=cat.price.tolist(),
-            item_score=[None if s != s else s for s in cat.pop_score.tolist()],
+            item_score=pl.Series(cat.pop_score).fill_nan(None).to_list(),
             include=include,
             max_per_category=rules.max_per_category,
             diversity=rules.diversity,
@@ -584,7 +584,7 @@ def _unknown_names(rules: PlacementRules, cat: CatalogueIndex) -> dict[str, list
         items |= set(entry.item_ids)
     found = {
         "categories": sorted(c for c in categories if c not in cat.category_index),
-        "item_ids": sorted(i for i in items if i not in cat.index),
+        "item_ids": sorted(set(items) - {cat.item_ids[i] for i in cat.items_of(sorted(items))}),
     }
     return {k: v for k, v in found.items() if v}
 
