@@ -163,7 +163,8 @@ class PickContext:
         excluded_items = pl.Series(list(exclude.items) if exclude else [], dtype=pl.String)
         self._excluded_items = self.items.filter(pl.col("item_id").is_in(excluded_items.implode()))["_i"] \
             .to_numpy()
-        # per thread (batches may run in threads): the last batch's bought lines
+        # per thread (batches may run in threads): the current batch's bought lines, bitmap and latest
+        # purchase per customer × category
         self._local = threading.local()
         self._new_items: dict[int, pl.DataFrame] = {}
         self.folded_in = 0
@@ -177,9 +178,9 @@ class PickContext:
         no particular order (strategies never rely on row order), as integer codes for fast group-bys:
         ``_c`` (customer's position in the batch), ``_i`` (item), ``_g`` (category) and
         ``_k = _c * n_groups + _g`` (one key per customer × category); the item columns are null for
-        items missing from the catalogue.  The purchases carry the index's
-        customer code, so finding the audience's rows is an array look-up (no string hashing per run),
-        and one partition serves every batch: no join or sort of the whole purchase table.
+        items missing from the catalogue.  The purchases carry the index's customer code, so finding the
+        audience's rows is an array look-up (no string hashing per run), and one partition serves every
+        batch: no join or sort of the whole purchase table.
         """
         ids = list(customer_ids)
         if not ids:
