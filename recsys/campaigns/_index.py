@@ -239,6 +239,27 @@ class CampaignIndex:
                 self._memo[key] = found
         return found  # type: ignore[return-value]
 
+    def bought_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every customer's distinct purchased catalogue items, as CSR over customer codes:
+        ``(indptr, items)``, customer ``u``'s items sorted in ``items[indptr[u]:indptr[u + 1]]``.
+
+        Why: "bought before?" is asked of every candidate of every run; a run's per-batch bitmap is
+        filled from these rows (one gather) instead of sorting and deduplicating 1.5 M purchase lines
+        per batch.  Built once per index (~30 ms on Complete Journey).
+        """
+        return self.memo("bought_items", self._bought_items)
+
+    def _bought_items(self) -> tuple[np.ndarray, np.ndarray]:
+        lines = self.purchases.filter(pl.col("_i").is_not_null() & pl.col("_u").is_not_null())
+        n = max(self.n_items, 1)
+        key = np.sort(lines["_u"].to_numpy().astype(np.int64) * n + lines["_i"].to_numpy())
+        distinct = np.ones(len(key), dtype=bool)
+        distinct[1:] = key[1:] != key[:-1]
+        key = key[distinct]
+        customer = key // n
+        indptr = np.searchsorted(customer, np.arange(self.customer_ids.len() + 1))
+        return indptr.astype(np.int64), key - customer * n
+
     # ---------------------------------------------------------------- bundle state
     def refresh(self, now: datetime) -> int:
         """Fold purchases newer than the bundle (and before ``now``) into its history and generators.

@@ -166,6 +166,9 @@ class PickContext:
         # per thread (batches may run in threads): the current batch's bought lines, bitmap and latest
         # purchase per customer × category
         self._local = threading.local()
+        # (part, customer code per batch position) of every batch handed out, by the part's id
+        self._batch_codes: dict[int, tuple[pl.DataFrame, np.ndarray]] = {}
+        self._all_purchases = self.purchases is coded
         self._new_items: dict[int, pl.DataFrame] = {}
         self.folded_in = 0
 
@@ -220,9 +223,12 @@ class PickContext:
                 .partition_by("_b", as_dict=True, include_key=False)
         else:
             parts = {(0,): rows}
-        empty = rows.clear()
+        # the index's customer code of every batch position (-1: no purchase), for ``bought``
+        codes = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids).fill_null(-1).to_numpy()
         for k in range(n_batches):
-            yield ids[k * batch_size:(k + 1) * batch_size], parts.get((k,), empty)
+            part = parts.get((k,), rows.clear())
+            self._batch_codes[id(part)] = (part, codes[k * batch_size:(k + 1) * batch_size])
+            yield ids[k * batch_size:(k + 1) * batch_size], part
 
     def pickable(self, cand: pl.DataFrame, hist: pl.DataFrame, *,
                  due: pl.DataFrame | None = None) -> pl.DataFrame:
@@ -276,16 +282,29 @@ class PickContext:
         cached = getattr(self._local, "bitmap", None)
         if cached is not None and cached[0] is hist and cached[1] == days:
             return cached[2], cached[3]
-        c, i = self._bought_lines(hist, days)
         width = (self.n_items + 7) // 8
+        batch = self._batch_codes.get(id(hist))
+        if days == 0 and self._all_purchases and batch is not None and batch[0] is hist:
+            # every purchase counts: the index's distinct items per customer, gathered per position
+            indptr, items = self.index.bought_items()
+            at = np.flatnonzero(batch[1] >= 0)
+            start = indptr[batch[1][at]]
+            length = indptr[batch[1][at] + 1] - start
+            c = np.repeat(at.astype(np.int64), length)
+            i = items[np.arange(length.sum()) + np.repeat(start - (np.cumsum(length) - length), length)]
+            distinct = True  # (customer, item) pairs from the index are distinct
+        else:
+            c, i = self._bought_lines(hist, days)
+            distinct = False
         n_customers = int(c.max(initial=-1)) + 1
         bits: np.ndarray | None = None
         if n_customers * width <= MAX_BITMAP_BYTES:
-            # distinct bit numbers (a sort), then the bits of a byte are distinct: OR is a sum
-            bit = np.sort(c.astype(np.int64) * (width * 8) + i)
-            distinct = np.ones(len(bit), dtype=bool)
-            distinct[1:] = bit[1:] != bit[:-1]
-            bit = bit[distinct]
+            bit = c.astype(np.int64) * (width * 8) + i
+            if not distinct:  # distinct bit numbers (a sort): then the bits of a byte add up to their OR
+                bit = np.sort(bit)
+                first = np.ones(len(bit), dtype=bool)
+                first[1:] = bit[1:] != bit[:-1]
+                bit = bit[first]
             bits = np.zeros(n_customers * width, dtype=np.uint8)
             np.add.at(bits, bit >> 3, np.left_shift(1, bit & 7).astype(np.uint8))
         self._local.bitmap = (hist, days, bits, width)
