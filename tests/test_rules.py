@@ -684,3 +684,30 @@ def test_property_first_tier_equals_the_walk(items, popular, rules, cands, hist_
     finally:
         engine.BATCH_FIRST_TIER = saved
     assert fast.equals(walked)
+
+
+def test_apply_codes_equals_apply_and_rejects_codes_out_of_range(items, popular):
+    """The integer entry point (batch jobs holding catalogue codes) gives ``apply``'s lists; a code past
+    the catalogue or the customer list is an error naming the column, not a silent wrong answer."""
+    rules = PlacementRules(exclude_bought_days=0, max_per_category=1, upsell={"enabled": True})
+    rs = RuleSet(rules, items, popular)
+    cands = ranked({"c1": [("t2", 0.9), ("t3", 0.8), ("b1", 0.7), ("s1", 0.4)],
+                    "c2": [("s2", 0.5), ("h1", 0.3)]})
+    hist = history([("c1", "t1", 3, 55.0), ("c2", "k1", 1, None)])
+    position = {item: i for i, item in enumerate(items["item_id"])}
+    customers = ["c1", "c2", "c3"]
+
+    def coded(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(
+            pl.col("customer_id").replace_strict({c: i for i, c in enumerate(customers)},
+                                                 return_dtype=pl.Int32).alias("_c"),
+            pl.col("item_id").replace_strict(position, return_dtype=pl.Int32).alias("_i"))
+
+    expected = rs.apply(cands, n=3, now=NOW, history=hist, customer_ids=customers)
+    got = rs.apply_codes(coded(cands).drop("customer_id", "item_id"), customers, n=3, now=NOW,
+                         history=coded(hist).drop("customer_id", "item_id"))
+    assert got.equals(expected)
+    with pytest.raises(SchemaError, match="'_c' must be in"):
+        rs.apply_codes(coded(cands).with_columns(pl.lit(7, pl.Int32).alias("_c")), customers, n=3, now=NOW)
+    with pytest.raises(SchemaError, match="missing required column '_i'"):
+        rs.apply_codes(coded(cands).drop("_i"), customers, n=3, now=NOW)
