@@ -691,7 +691,9 @@ def test_apply_codes_equals_apply_and_rejects_codes_out_of_range(items, popular)
     the catalogue or the customer list is an error naming the column, not a silent wrong answer."""
     rules = PlacementRules(exclude_bought_days=0, max_per_category=1, upsell={"enabled": True})
     rs = RuleSet(rules, items, popular)
-    cands = ranked({"c1": [("t2", 0.9), ("t3", 0.8), ("b1", 0.7), ("s1", 0.4)],
+    # t1 was bought (hard rule), t4 is priced outside the band around the 55 paid for t1 (soft rule):
+    # both read the coded history
+    cands = ranked({"c1": [("t1", 0.99), ("t4", 0.95), ("t2", 0.9), ("t3", 0.8), ("b1", 0.7), ("s1", 0.4)],
                     "c2": [("s2", 0.5), ("h1", 0.3)]})
     hist = history([("c1", "t1", 3, 55.0), ("c2", "k1", 1, None)])
     position = {item: i for i, item in enumerate(items["item_id"])}
@@ -707,6 +709,7 @@ def test_apply_codes_equals_apply_and_rejects_codes_out_of_range(items, popular)
     got = rs.apply_codes(coded(cands).drop("customer_id", "item_id"), customers, n=3, now=NOW,
                          history=coded(hist).drop("customer_id", "item_id"))
     assert got.equals(expected)
+    assert ids(got, "c1") == ["t2", "b1", "s1"] and len(ids(got, "c3")) == 3
     with pytest.raises(SchemaError, match="'_c' must be in"):
         rs.apply_codes(coded(cands).with_columns(pl.lit(7, pl.Int32).alias("_c")), customers, n=3, now=NOW)
     with pytest.raises(SchemaError, match="missing required column '_i'"):
