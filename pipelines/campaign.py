@@ -90,6 +90,7 @@ def run_cmd(
     from pipelines.recommend import load_bundle
     from recsys.campaigns import (
         CampaignIndex,
+        check_campaign,
         load_campaign,
         parse_shard,
         run_campaign,
@@ -119,6 +120,8 @@ def run_cmd(
         typer.echo(f"loaded {data.source} ({data.interactions.height:,} interactions) in {secs:.1f}s",
                    err=True)
         st = _open_store(store, dry_run=dry_run)
+        for campaign in campaigns:  # every file is checked against the data before the first one runs
+            check_campaign(campaign, data, placements=rules)
         index = CampaignIndex(bundle, data)
         typer.echo(f"indexed {index.purchases.height:,} purchase lines and {index.n_items:,} items in "
                    f"{index.seconds:.2f}s", err=True)

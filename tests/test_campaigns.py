@@ -691,6 +691,16 @@ def test_cli_runs_several_campaigns_in_order_with_caps_across_them(tmp_path: Pat
                               "--out", str(tmp_path / "p.parquet")])
     assert bad.exit_code == 2 and "--out" in bad.output and "{campaign}" in bad.output
 
+    # a category typo in the last file stops the call before the first campaign is sent
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("name: typo\naudience: {all_customers: true}\n"
+                    "strategy: {kind: complements, categories: [beltz]}\n")
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    res = runner.invoke(app, ["campaign", "run", files[0], str(typo), "--model", tag, "--store", fresh,
+                              "--out", str(tmp_path / "t-{campaign}.parquet"), "--no-progress"])
+    assert res.exit_code == 2 and "typo.yaml" in res.output and "strategy.categories" in res.output
+    assert Store(fresh).count("send_log") == 0 and not (tmp_path / "t-first.parquet").exists()
+
 
 @pytest.mark.parametrize("days", [0, 30])
 def test_bought_bitmap_and_hash_set_agree_with_the_purchases(

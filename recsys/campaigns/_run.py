@@ -65,6 +65,7 @@ from recsys.store import Store
 
 __all__ = [
     "CampaignRun",
+    "check_campaign",
     "EXCLUSION_REASONS",
     "PICK_COLUMNS",
     "default_now",
@@ -312,6 +313,24 @@ def _witness(hist: pl.DataFrame) -> pl.DataFrame:
     return latest.filter(pl.col("_k").is_in(smallest.implode()))
 
 
+def check_campaign(campaign: Campaign, data: Dataset, *,
+                   placements: Mapping[str, PlacementRules]) -> PlacementRules:
+    """The campaign's email rules, after checking what only the data can tell: its placement exists
+    and every category it names is in the catalogue.
+
+    Why separate: a scheduler (or ``recsys campaign run`` with several files) checks every campaign
+    before running the first, so a typo in the third file does not leave two campaigns sent.
+
+    Raises
+    ------
+    ConfigError
+        Naming the campaign file and the field (``placement``, ``strategy.categories``, …).
+    """
+    rules = _campaign_rules(campaign, placements)
+    _check_categories(campaign, set(data.items["category"].drop_nulls().unique().to_list()))
+    return rules
+
+
 def _pressure(store: Store | None, campaign: Campaign, run_id: str,
               clock: datetime) -> tuple[set[str], pl.DataFrame | None]:
     """(customers at the frequency cap, recently sent (customer, item) pairs or None) — own run id ignored."""
@@ -405,8 +424,7 @@ def plan_campaign(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"The '{name}' parameter of plan_campaign must be an int in [1, inf). "
                               f"Got {value!r} instead.")
-    rules = _campaign_rules(campaign, placements)
-    _check_categories(campaign, set(data.items["category"].drop_nulls().unique().to_list()))
+    rules = check_campaign(campaign, data, placements=placements)
 
     t0 = time.perf_counter()
     audience = build_audience(campaign, data, now=now, segments=segments)["customer_id"].to_list()
