@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -91,9 +92,11 @@ def run_cmd(
     from recsys.campaigns import (
         CampaignIndex,
         check_campaign,
+        default_now,
         load_campaign,
         parse_shard,
         run_campaign,
+        segment_frame,
         summary_lines,
         summary_path,
     )
@@ -125,12 +128,21 @@ def run_cmd(
         index = CampaignIndex(bundle, data)
         typer.echo(f"indexed {index.purchases.height:,} purchase lines and {index.n_items:,} items in "
                    f"{index.seconds:.2f}s", err=True)
+        segments = None
+        by_segment = [c for c in campaigns if c.audience.needs_segments]
+        if len(by_segment) > 1:  # one segment table for every segment/lifecycle/churn audience of the call
+            t0 = time.perf_counter()
+            segments = segment_frame(data, now=now or default_now(data),
+                                     churn=any(c.audience.churn_band for c in by_segment))
+            typer.echo(f"segmented {segments.height:,} customers once for {len(by_segment)} campaigns in "
+                       f"{time.perf_counter() - t0:.1f}s", err=True)
         for campaign in campaigns:
             target = Path(str(out).replace("{campaign}", campaign.name))
             rid = f"{run_id}:{campaign.name}" if (run_id and several) else run_id
             run = run_campaign(campaign, bundle, data, placements=rules, store=st, out=target,
                                dry_run=dry_run, run_id=rid, shard=shard_t, now=now, model_version=version.tag,
-                               batch_size=batch_size, progress=progress, index=index, workers=threads)
+                               batch_size=batch_size, progress=progress, index=index, workers=threads,
+                               segments=segments)
             for line in summary_lines(run.summary):
                 typer.echo(line)
             typer.echo(f"wrote {run.picks.height:,} picks → {target} · summary → {summary_path(target)}")

@@ -723,3 +723,26 @@ def test_bought_bitmap_and_hash_set_agree_with_the_purchases(
     monkeypatch.setattr(picks_module, "MAX_BITMAP_BYTES", 0)  # the hash-set path
     fresh = PickContext(bundle, data, now=now, rules=PLACEMENTS["email"])
     assert (fresh.bought(c, i, hist, days) == expected).all()
+
+
+def test_cli_segments_once_for_several_segment_audiences(tmp_path: Path, saved: tuple[str, Path]) -> None:
+    """Two segment/lifecycle/churn audiences in one call share one segment table: same audiences and
+    picks as two separate calls."""
+    tag, _ = saved
+    runner, app = CliRunner(), _cli()
+    files = [str(CAMPAIGNS / "welcome_series.yaml"), str(CAMPAIGNS / "winback_valuable_at_risk.yaml")]
+    common = ["--model", tag, "--dry-run", "--no-progress", "--store", f"sqlite:///{tmp_path / 'none.db'}"]
+    together = runner.invoke(app, ["campaign", "run", *files, *common, "--run-id", "seg",
+                                   "--out", str(tmp_path / "t-{campaign}.csv")])
+    assert together.exit_code == 0, together.output
+    assert "once for 2 campaigns" in together.output
+    for f in files:
+        name = Path(f).stem  # (the file names are the campaign names)
+        alone = runner.invoke(app, ["campaign", "run", f, *common, "--run-id", f"seg:{name}",
+                                    "--out", str(tmp_path / f"a-{name}.csv")])
+        assert alone.exit_code == 0, alone.output
+        a = json.loads(summary_path(tmp_path / f"a-{name}.csv").read_text())
+        t = json.loads(summary_path(tmp_path / f"t-{name}.csv").read_text())
+        assert a["audience"] == t["audience"] > 0 and a["excluded"] == t["excluded"]
+        assert pl.read_csv(tmp_path / f"a-{name}.csv").drop("campaign").equals(
+            pl.read_csv(tmp_path / f"t-{name}.csv").drop("campaign"))

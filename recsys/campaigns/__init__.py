@@ -16,7 +16,7 @@ measurement, and an audit trail (the send log) that makes every run idempotent.
 
 from __future__ import annotations
 
-from recsys.campaigns._audience import build_audience, category_propensity, read_customer_ids
+from recsys.campaigns._audience import build_audience, category_propensity, read_customer_ids, segment_frame
 from recsys.campaigns._config import Campaign, Strategy, campaign_from_dict, load_campaign
 from recsys.campaigns._index import CampaignIndex
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask, stable_hash
@@ -56,6 +56,7 @@ __all__ = [
     "parse_shard",
     "plan_campaign",
     "read_customer_ids",
+    "segment_frame",
     "resolve_consent",
     "run_campaign",
     "shard_mask",
