@@ -454,6 +454,7 @@ def plan_campaign(
                        shard=shard_t, audience_total=len(audience), audience=len(ids), reason=reason,
                        picks=picks, controls=controls, ctx=ctx, resend_removed=resend_removed,
                        timings=timings, seconds=seconds)
+    summary["workers"] = workers
     log.info("campaign %s run %s: audience %d, recipients %d, left out %s (%.2fs)", campaign.name, run_id,
              len(ids), summary["recipients"], summary["excluded"], seconds)
     return CampaignRun(campaign, run_id, model_version, now, picks, controls, excluded, summary)
