@@ -30,11 +30,12 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import Bundle
-from recsys.campaigns._codes import codes_of, paid_median
+from recsys.campaigns._codes import code_expr, codes_of, paid_median
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
 from recsys.models.base import PAD_ID
 from recsys.rules import PlacementRules, RuleSet
+from recsys.rules._engine import unique_sorted
 
 __all__ = ["CampaignIndex", "shared_index"]
 
@@ -94,8 +95,8 @@ class CampaignIndex:
         # few rows that reach the rules)
         self.purchases = purchases.select(
             pl.col("ts").cast(pl.Datetime("us")), pl.col("price").cast(pl.Float64),
-            _code_expr("item_id", item_ids).alias("_i"),
-            _code_expr("customer_id", self.customer_ids).alias("_u"),
+            code_expr("item_id", item_ids).alias("_i"),
+            code_expr("customer_id", self.customer_ids).alias("_u"),
         )
         self.catalogue = _with_paid_prices(data.items, self.purchases, item_ids)
         pop = hybrid.generators["popularity"]
@@ -150,8 +151,6 @@ class CampaignIndex:
         self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
                                            "score": scores[keep].astype(np.float64)})
         self._rulesets: dict[str, RuleSet] = {}
-        self._edges: dict[int, pl.DataFrame] = {}
-        self._neighbours: pl.DataFrame | None = None
         self._memo: dict[Hashable, object] = {}
         self._lock = threading.Lock()
         self.folded_in = 0
@@ -189,43 +188,41 @@ class CampaignIndex:
     def edges(self, top: int) -> pl.DataFrame:
         """Complement graph edges ``(source, target, lift, source_g, target_g)``, best ``top`` targets per
         source (edges between categories missing from the catalogue are dropped)."""
-        if top not in self._edges:
-            cc = self.bundle.hybrid.generators.get("category_complements")
-            if cc is None:
-                frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
-            else:
-                graph = cc.graph_frame()  # type: ignore[attr-defined]
-                frame = graph.filter(pl.col("rank") <= top).select(
-                    "source", "target", pl.col("lift").cast(pl.Float64))
-            codes = self.category_codes
-            self._edges[top] = (
-                frame.join(codes.rename({"category": "source", "_g": "source_g"}), on="source")
-                .join(codes.rename({"category": "target", "_g": "target_g"}), on="target")
-            )
-        return self._edges[top]
+        return self.memo(("edges", top), lambda: self._edges(top))
+
+    def _edges(self, top: int) -> pl.DataFrame:
+        cc = self.bundle.hybrid.generators.get("category_complements")
+        if cc is None:
+            frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
+        else:
+            graph = cc.graph_frame()  # type: ignore[attr-defined]
+            frame = graph.filter(pl.col("rank") <= top).select(
+                "source", "target", pl.col("lift").cast(pl.Float64))
+        codes = self.category_codes
+        return (frame.join(codes.rename({"category": "source", "_g": "source_g"}), on="source")
+                .join(codes.rename({"category": "target", "_g": "target_g"}), on="target"))
 
     def neighbours(self) -> pl.DataFrame:
         """Co-purchase neighbours by item code: ``_i, nb_i, nb_score`` — the best ``NEIGHBOURS_PER_ITEM``
         of each item (catalogue items only)."""
-        if self._neighbours is None:
-            empty = pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
-            cp = self.bundle.hybrid.generators.get("copurchase")
-            if cp is None:
-                self._neighbours = empty
-                return empty
-            indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
-            cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
-            to_ctx = codes_of(cp_ids, self.items["item_id"]).fill_null(-1).to_numpy()
-            src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-            rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
-            keep = rank < NEIGHBOURS_PER_ITEM
-            a = to_ctx[src[keep]]
-            b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
-            score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
-            ok = (a >= 0) & (b >= 0)
-            self._neighbours = pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
-                                             "nb_score": score[ok]})
-        return self._neighbours
+        return self.memo("neighbours", self._neighbours)
+
+    def _neighbours(self) -> pl.DataFrame:
+        cp = self.bundle.hybrid.generators.get("copurchase")
+        if cp is None:
+            return pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
+        indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
+        cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
+        to_ctx = codes_of(cp_ids, self.items["item_id"]).fill_null(-1).to_numpy()
+        src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
+        keep = rank < NEIGHBOURS_PER_ITEM
+        a = to_ctx[src[keep]]
+        b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
+        score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
+        ok = (a >= 0) & (b >= 0)
+        return pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
+                             "nb_score": score[ok]})
 
     def memo(self, key: Hashable, build: Callable[[], T]) -> T:
         """``build()``, computed once per ``key`` for this index: tables a run derives from the index and
@@ -252,10 +249,7 @@ class CampaignIndex:
     def _bought_items(self) -> tuple[np.ndarray, np.ndarray]:
         lines = self.purchases.filter(pl.col("_i").is_not_null() & pl.col("_u").is_not_null())
         n = max(self.n_items, 1)
-        key = np.sort(lines["_u"].to_numpy().astype(np.int64) * n + lines["_i"].to_numpy())
-        distinct = np.ones(len(key), dtype=bool)
-        distinct[1:] = key[1:] != key[:-1]
-        key = key[distinct]
+        key = unique_sorted(lines["_u"].to_numpy().astype(np.int64) * n + lines["_i"].to_numpy())
         customer = key // n
         indptr = np.searchsorted(customer, np.arange(self.customer_ids.len() + 1))
         return indptr.astype(np.int64), key - customer * n
@@ -286,14 +280,6 @@ class CampaignIndex:
         log.info("folded %d purchases newer than the bundle (%s) into it in %.2fs",
                  newer.height, mark, time.perf_counter() - t0)
         return newer.height
-
-
-def _code_expr(column: str, ids: pl.Series) -> pl.Expr:
-    """``codes_of`` as an expression (an ``Enum`` cast), so several columns are coded in one parallel pass."""
-    if ids.null_count():  # pragma: no cover - callers pass drop_nulls()'d ids
-        raise ValueError("ids must not contain nulls")
-    enum = pl.Enum(ids.cast(pl.String))
-    return pl.col(column).cast(pl.String).cast(enum, strict=False).to_physical().cast(pl.Int32)
 
 
 def _with_paid_prices(items: pl.DataFrame, purchases: pl.DataFrame, item_ids: pl.Series) -> pl.DataFrame:

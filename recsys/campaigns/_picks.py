@@ -31,6 +31,7 @@ from recsys.campaigns._config import Campaign, Exclusions
 from recsys.campaigns._index import CampaignIndex, shared_index
 from recsys.dataset import Dataset
 from recsys.rules import PlacementRules
+from recsys.rules._engine import unique_sorted
 
 __all__ = [
     "PickContext", "STRATEGIES", "CHECKED_STRATEGIES", "PARALLEL_STRATEGIES", "candidates", "rank_within",
@@ -191,10 +192,11 @@ class PickContext:
         n_batches = (len(ids) + batch_size - 1) // batch_size
         at = np.arange(len(ids), dtype=np.int32)
         b: np.ndarray | None = None  # batch number per line (several batches only)
+        # the index's customer code of every position (null: no purchase)
+        code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
         if len(set(ids)) == len(ids):
             # batch and position in it of every indexed customer (-1: not in the audience), per customer,
             # then gathered per line: an array look-up instead of hashing 1.5 M ids (or dividing per line)
-            code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
             n_known = self.index.customer_ids.len()
             found, known = code.is_not_null().to_numpy(), code.drop_nulls().to_numpy()
             line = self.purchases["_u"].fill_null(n_known).to_numpy()  # the last slot: no customer code
@@ -211,7 +213,6 @@ class PickContext:
                 rows = self.purchases.filter(pl.Series(mine))
                 c, b = c[mine], (b[mine] if b is not None else None)
         else:  # a customer listed twice appears in every batch position it holds
-            code = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids)
             assign = pl.DataFrame({"_u": code, "_pos": at}).filter(pl.col("_u").is_not_null())
             rows = self.purchases.join(assign, on="_u")
             pos = rows["_pos"].to_numpy()
@@ -223,8 +224,7 @@ class PickContext:
                 .partition_by("_b", as_dict=True, include_key=False)
         else:
             parts = {(0,): rows}
-        # the index's customer code of every batch position (-1: no purchase), for ``bought``
-        codes = codes_of(pl.Series(ids, dtype=pl.String), self.index.customer_ids).fill_null(-1).to_numpy()
+        codes = code.fill_null(-1).to_numpy()  # (kept per batch, for ``bought``)
         for k in range(n_batches):
             part = parts.get((k,), rows.clear())
             self._batch_codes[id(part)] = (part, codes[k * batch_size:(k + 1) * batch_size])
@@ -300,11 +300,8 @@ class PickContext:
         bits: np.ndarray | None = None
         if n_customers * width <= MAX_BITMAP_BYTES:
             bit = c.astype(np.int64) * (width * 8) + i
-            if not distinct:  # distinct bit numbers (a sort): then the bits of a byte add up to their OR
-                bit = np.sort(bit)
-                first = np.ones(len(bit), dtype=bool)
-                first[1:] = bit[1:] != bit[:-1]
-                bit = bit[first]
+            if not distinct:  # distinct bit numbers: then the bits of a byte add up to their OR
+                bit = unique_sorted(bit)
             bits = np.zeros(n_customers * width, dtype=np.uint8)
             np.add.at(bits, bit >> 3, np.left_shift(1, bit & 7).astype(np.uint8))
         self._local.bitmap = (hist, days, bits, width)
@@ -325,7 +322,8 @@ class PickContext:
     def latest_by_key(self, hist: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(k, ts, last)`` for the batch's purchases: each line's customer × category key ``_k`` (-1 for
         items without a category) and time (µs), and per key the time of its latest purchase (``last``,
-        indexed by key; the int64 minimum where a key has none, including the last slot, for -1).
+        indexed by key; the int64 minimum where a key has none).  ``last`` covers every key of every
+        customer with a purchase in ``hist``, plus a last slot (always the minimum) that -1 reads.
 
         Why arrays: keys are dense (batch customers × categories, ~1 M), so "latest purchase per key"
         is one ``np.maximum.at`` over the lines (~7 ms on Complete Journey's 1.5 M) instead of a
@@ -336,7 +334,7 @@ class PickContext:
         if cached is None or cached[0] is not hist:
             k = hist["_k"].fill_null(-1).to_numpy()
             ts = hist["ts"].to_numpy().view(np.int64)
-            size = int(k.max(initial=-1)) + 2
+            size = (int(hist["_c"].max() or 0) + 1) * self.n_groups + 1
             last = np.full(size, np.iinfo(np.int64).min)
             np.maximum.at(last, k, ts)  # -1 lands in the last slot, which nothing reads
             last[-1] = np.iinfo(np.int64).min
@@ -549,12 +547,10 @@ def _complements(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist:
         .with_columns((pl.col("_c").cast(pl.Int64) * ctx.n_groups + pl.col("target_g")).alias("_tk"))
     )
     # a complement already bought on/after the trigger is fulfilled: compare with the latest purchase in
-    # each (customer, target category) (none: the int64 minimum, below every time)
+    # each (customer, target category) (none: the int64 minimum, below every time; triggers come from
+    # the customer's own purchases, so every key is within the batch's key space)
     _, _, last = ctx.latest_by_key(hist)
-    tk = pairs["_tk"].to_numpy()
-    last_in_target = last[np.minimum(tk, len(last) - 1)]  # keys beyond the array have no purchase
-    last_in_target[tk >= len(last) - 1] = np.iinfo(np.int64).min
-    open_ = last_in_target < pairs["ts"].to_numpy().view(np.int64)
+    open_ = last[pairs["_tk"].to_numpy()] < pairs["ts"].to_numpy().view(np.int64)
     pairs = pairs.filter(pl.Series(open_)).with_columns((pl.col("lift") * pl.col("recency")).alias("w"))
     # one trigger per (customer, target): the strongest (ties: smallest source item); then the customer's
     # best 2 × n_picks target categories — more can never reach the email

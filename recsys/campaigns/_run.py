@@ -29,6 +29,7 @@ What a run guarantees (and the tests check):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -497,27 +498,20 @@ def _pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list
     if parallel:
         batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(eligible) // workers)))
 
-    def one(batch: list[str], hist: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-        return _pick_batch(ctx, ruleset, campaign, batch, hist, resend)
+    def one(batch_hist: tuple[list[str], pl.DataFrame]) -> tuple[int, pl.DataFrame, int]:
+        batch, hist = batch_hist
+        return (len(batch), *_pick_batch(ctx, ruleset, campaign, batch, hist, resend))
 
     parts, removed = [], 0
+    batches = ctx.batches(eligible, batch_size)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="campaign") if parallel else None
     with tqdm(total=len(eligible), desc=f"campaign {campaign.name}", unit="customer",
-              disable=not progress) as bar:
-        if parallel:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="campaign") as pool:
-                futures = [(len(batch), pool.submit(one, batch, hist))
-                           for batch, hist in ctx.batches(eligible, batch_size)]
-                for size, future in futures:
-                    out, gone = future.result()
-                    parts.append(out)
-                    removed += gone
-                    bar.update(size)
-        else:
-            for batch, hist in ctx.batches(eligible, batch_size):
-                out, gone = one(batch, hist)
-                parts.append(out)
-                removed += gone
-                bar.update(len(batch))
+              disable=not progress) as bar, pool or contextlib.nullcontext():
+        # results in batch order either way (a thread pool's map submits every batch, yields in order)
+        for size, out, gone in (pool.map(one, batches) if pool else map(one, batches)):
+            parts.append(out)
+            removed += gone
+            bar.update(size)
     if not parts:
         return pl.DataFrame(schema=_PICK_SCHEMA), removed
     return pl.concat(parts), removed

@@ -215,10 +215,7 @@ class RuleSet:
             Candidates keep their (boosted) score and reason; pins keep the candidate score when they
             were candidates (else null); fallback rows carry the popularity score (null when none).
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(
-                f"The 'n' parameter of RuleSet.apply must be an int in [0, inf). Got {n!r} instead."
-            )
+        _check_n(n, "apply")
         if not isinstance(now, datetime):
             raise ConfigError(
                 f"The 'now' parameter of RuleSet.apply must be a datetime. Got {now!r} instead."
@@ -281,10 +278,7 @@ class RuleSet:
         SchemaError
             A missing column, or a code outside its range.
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ConfigError(
-                f"The 'n' parameter of RuleSet.apply_codes must be an int in [0, inf). Got {n!r} instead."
-            )
+        _check_n(n, "apply_codes")
         _require(ranked, "ranked", ("_c", "_i", "score"))
         customers = [str(c) for c in customer_ids]
         C, N = len(customers), self._cat.n_items
@@ -299,15 +293,9 @@ class RuleSet:
         coded: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (empty, empty, empty, np.zeros(0))
         if history is not None and history.height:
             _require(history, "history", ("_c", "_i", "ts"))
-            h = history.filter(pl.col("_i").is_not_null() & pl.col("ts").is_not_null()
-                               & pl.col("_c").is_between(0, C - 1))
-            ts = h["ts"]
-            if ts.dtype != pl.Datetime("us"):
-                ts = ts.cast(pl.Datetime("us"))
-            price = h["price"].cast(pl.Float64).fill_null(np.nan).to_numpy() if "price" in h.columns \
-                else np.full(h.height, np.nan)
-            coded = (h["_c"].cast(pl.Int64).to_numpy(), h["_i"].cast(pl.Int64).to_numpy(),
-                     ts.to_numpy().view(np.int64), price)
+            hc = history["_c"].cast(pl.Int64).fill_null(-1).to_numpy()
+            hc = np.where(hc < C, hc, -1)  # (customers outside the list are no one's history)
+            coded = _history_arrays(history, hc, history["_i"].cast(pl.Int64).fill_null(-1).to_numpy())
         return self._apply_encoded(ranked, customers, {c: i for i, c in enumerate(customers)}, r_cust, r_item,
                                    coded, n=int(n), now=as_naive_utc(now), replenish_due=replenish_due,
                                    context_item_ids=None)
@@ -340,7 +328,7 @@ class RuleSet:
             recent = np.ones(len(h_item), dtype=bool)
             if rules.exclude_bought_days > 0:
                 recent = h_ts >= _to_us(now) - rules.exclude_bought_days * _US_PER_DAY
-            bought_keys = _unique(h_cust[recent] * N + h_item[recent])
+            bought_keys = unique_sorted(h_cust[recent] * N + h_item[recent])
             due_keys = _due_keys(replenish_due, cust_code, cat, self._replen_ok, N)
             if len(due_keys):
                 bought_keys = bought_keys[~_in_sorted(bought_keys, due_keys)]
@@ -374,7 +362,7 @@ class RuleSet:
         k_scores = r_score[keep].tolist()
 
         # categories present in ranked (any known candidate), for category_trending
-        cc_keys = _unique(r_cust[valid] * (len(cat.categories) + 1) + (cat.category[it[valid]] + 1))
+        cc_keys = unique_sorted(r_cust[valid] * (len(cat.categories) + 1) + (cat.category[it[valid]] + 1))
         cc_cust = cc_keys // (len(cat.categories) + 1)
         cc_cat = (cc_keys % (len(cat.categories) + 1) - 1).tolist()
         cc_bounds = np.searchsorted(cc_cust, np.arange(C + 1)).tolist()
@@ -593,7 +581,7 @@ def _no_refs(c: int) -> None:
     return None
 
 
-def _unique(keys: np.ndarray) -> np.ndarray:
+def unique_sorted(keys: np.ndarray) -> np.ndarray:
     """Sorted distinct values.  ``np.unique`` (numpy 2.4) takes a hash path that is ~15× slower here."""
     if len(keys) == 0:
         return keys
@@ -674,6 +662,13 @@ def _encode_history(history: pl.DataFrame | None, customers: list[str], cust_cod
     else:
         hc = _codes(h["customer_id"].cast(pl.String), cust_code, None)
     hi = _codes(h["item_id"].cast(pl.String), cat.index, cat.index_frame)
+    return _history_arrays(h, hc, hi)
+
+
+def _history_arrays(h: pl.DataFrame, hc: np.ndarray,
+                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The purchase lines of ``h`` with a customer code and an item index (``hc``, ``hi`` ≥ 0), a time and
+    a purchase event: ``(customer code, item index, ts in µs UTC, unit price or NaN)``."""
     ts = h["ts"]
     if ts.dtype != pl.Datetime("us"):
         if isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_zone is not None:
@@ -691,6 +686,12 @@ def _encode_history(history: pl.DataFrame | None, customers: list[str], cust_cod
     return hc[m], hi[m], hts[m], price[m]
 
 
+def _check_n(n: object, method: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ConfigError(f"The 'n' parameter of RuleSet.{method} must be an int in [0, inf). "
+                          f"Got {n!r} instead.")
+
+
 def _due_keys(replenish_due: pl.DataFrame | None, cust_code: dict[str, int], cat: CatalogueIndex,
               replen_ok: np.ndarray, N: int) -> np.ndarray:
     if replenish_due is None or replenish_due.height == 0:
@@ -702,7 +703,7 @@ def _due_keys(replenish_due: pl.DataFrame | None, cust_code: dict[str, int], cat
     m = (dc >= 0) & (di >= 0)
     dc, di = dc[m], di[m]
     m = replen_ok[di]
-    return _unique(dc[m] * N + di[m])
+    return unique_sorted(dc[m] * N + di[m])
 
 
 def _score_dtype(ranked: pl.DataFrame) -> pl.DataType:
