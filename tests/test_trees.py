@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
 from recsys.ranking._trees import TreeEnsemble
@@ -73,3 +74,83 @@ def test_average_of_ensembles_predicts_the_mean(tmp_path) -> None:
         loaded = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
     np.testing.assert_allclose(loaded.predict(X), want, rtol=1e-9, atol=1e-9)
     assert TreeEnsemble.average(members[:1]) is members[0]
+
+
+def _lgb_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features with NaNs, exact zeros and tiny values; column 3 has no NaN in training (its nodes get
+    missing_type None) but NaN at prediction time; per-query groups for lambdarank."""
+    rng = np.random.default_rng(seed)
+    n = 4000
+    X = rng.normal(size=(n, 6))
+    X[rng.random(n) < 0.25, 1] = np.nan
+    X[rng.random(n) < 0.3, 2] = 0.0
+    X[rng.random(n) < 0.05, 2] = 1e-40  # LightGBM's zero band: |x| <= 1e-35
+    X[rng.random(n) < 0.2, 4] = np.nan
+    X[rng.random(n) < 0.2, 4] = 0.0
+    y = ((X[:, 0] + np.nan_to_num(X[:, 1], nan=2.0) - 0.5 * X[:, 2] + (X[:, 2] == 0)
+          + 0.3 * rng.normal(size=n)) > 0.5).astype(int)
+    group = np.full(n // 40, 40)
+    return X, y, group
+
+
+def _lgb_test_matrix(X: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    Xt = X.copy()
+    Xt[rng.random(len(Xt)) < 0.15, 3] = np.nan  # NaN where training saw none (missing_type None)
+    Xt[rng.random(len(Xt)) < 0.1, 0] = 0.0
+    Xt[rng.random(len(Xt)) < 0.1, 2] = np.nan
+    return Xt
+
+
+@pytest.mark.parametrize("params", [
+    {"objective": "binary"},
+    {"objective": "binary", "zero_as_missing": True},  # missing_type Zero on every split
+    {"objective": "binary", "boost_from_average": False, "monotone_constraints": [1, 0, 0, 0, 0, 0]},
+    {"objective": "lambdarank"},
+    {"objective": "regression", "num_leaves": 3},
+])
+def test_lightgbm_matches_raw_score(params: dict[str, object], tmp_path) -> None:
+    lgb = pytest.importorskip("lightgbm")
+    X, y, group = _lgb_data()
+    ds = lgb.Dataset(X, y, group=group if params["objective"] == "lambdarank" else None)
+    booster = lgb.train({"num_leaves": 15, **params, "min_data_in_leaf": 5, "verbose": -1, "seed": 0,
+                         "num_threads": 1, "deterministic": True, "force_row_wise": True}, ds, num_boost_round=30)
+    ens = TreeEnsemble.from_lightgbm(booster)
+    for Xt in (X, _lgb_test_matrix(X, 1)):
+        want = booster.predict(Xt, raw_score=True)
+        np.testing.assert_allclose(ens.predict(Xt), want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(ens.predict_numpy(Xt), want, rtol=1e-6, atol=1e-6)
+    np.savez(tmp_path / "l.npz", **ens.to_arrays())
+    with np.load(tmp_path / "l.npz", allow_pickle=False) as npz:
+        loaded = TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
+    np.testing.assert_allclose(loaded.predict(X), booster.predict(X, raw_score=True), rtol=1e-6, atol=1e-6)
+
+
+def test_average_of_lightgbm_ensembles_predicts_the_mean() -> None:
+    lgb = pytest.importorskip("lightgbm")
+    X, y, group = _lgb_data(3)
+    boosters = [
+        lgb.train({"objective": obj, "num_leaves": 7 + 4 * s, "verbose": -1, "seed": s, "num_threads": 1,
+                   "bagging_fraction": 0.8, "bagging_freq": 1}, lgb.Dataset(X, y, group=group), num_boost_round=20)
+        for s, obj in enumerate(("binary", "lambdarank"))
+    ]
+    avg = TreeEnsemble.average([TreeEnsemble.from_lightgbm(b) for b in boosters])
+    Xt = _lgb_test_matrix(X, 4)
+    want = np.mean([b.predict(Xt, raw_score=True) for b in boosters], axis=0)
+    np.testing.assert_allclose(avg.predict(Xt), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(avg.predict_numpy(Xt), want, rtol=1e-6, atol=1e-6)
+
+
+def test_lightgbm_refuses_what_arrays_cannot_hold() -> None:
+    lgb = pytest.importorskip("lightgbm")
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 5, 1000), rng.normal(size=1000)]
+    y = (X[:, 0] % 2 == 0).astype(int)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "min_data_per_group": 5, "cat_smooth": 1},
+                        lgb.Dataset(X, y, categorical_feature=[0]), num_boost_round=3)
+    with pytest.raises(ValueError, match="'<='"):
+        TreeEnsemble.from_lightgbm(booster)
+    rf = lgb.train({"objective": "regression", "boosting": "rf", "bagging_fraction": 0.7, "bagging_freq": 1,
+                    "verbose": -1}, lgb.Dataset(X, X[:, 1]), num_boost_round=3)
+    with pytest.raises(ValueError, match="random-forest"):
+        TreeEnsemble.from_lightgbm(rf)

@@ -4,14 +4,21 @@ Why not pickle the scikit-learn estimator: pickles run code on load and tie a bu
 version (STYLE.md: data-only artefacts).  A fitted ``HistGradientBoosting*`` model is just trees; we
 copy their nodes into flat arrays (feature, threshold, missing-goes-left, children, leaf value) and walk
 all trees at once, one vectorised step per depth level.  The same arrays load anywhere numpy does, and
-a test checks predictions equal scikit-learn's ``decision_function``.
+a test checks predictions equal scikit-learn's ``decision_function``.  LightGBM boosters are copied into
+the same arrays from their JSON dump (``from_lightgbm``); a test checks they equal ``raw_score`` predictions.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["TreeEnsemble"]
+
+#: LightGBM's ``kZeroThreshold`` (``1e-35f``, a float widened to double): with ``missing_type`` Zero,
+#: values within ±this are "zero" and take the default branch.
+_LGB_ZERO = float(np.float32(1e-35))
 
 
 class TreeEnsemble:
@@ -97,6 +104,83 @@ class TreeEnsemble:
             roots=np.array(roots, dtype=np.int64),
             baseline=float(np.ravel(getattr(model, "_baseline_prediction"))[0]),
             max_depth=depth,
+        )
+
+    @classmethod
+    def from_lightgbm(cls, booster: Any) -> TreeEnsemble:
+        """Copy a trained single-output ``lightgbm.Booster`` (binary, regression, lambdarank ...).
+
+        ``predict`` then equals ``booster.predict(X, raw_score=True)``.  LightGBM's rule per node is
+        ``x <= threshold`` (as ours) with its missing values folded in: ``missing_type`` NaN sends NaN the
+        ``default_left`` way; None first turns NaN into 0.0, so NaN goes wherever 0.0 goes; Zero turns NaN
+        into 0.0 and sends every value within ±1e-35 the default way, which a single ``x <= t`` node
+        cannot express when zero lies on the other side of ``t`` — there the node becomes three (zero
+        band above? below? else the original test).  LightGBM folds its init score (``boost_from_average``)
+        into the first tree's leaves, so the baseline is 0.  Categorical splits, linear trees and random
+        forests (``average_output``) are refused.
+        """
+        model = booster.dump_model()
+        if model.get("average_output"):  # raw_score sums the trees, the model means their average
+            raise ValueError("random-forest boosters (boosting='rf', average_output) are not supported")
+        if int(model.get("num_tree_per_iteration", 1)) != 1:
+            raise ValueError(
+                "from_lightgbm supports single-output boosters; got num_tree_per_iteration="
+                f"{model.get('num_tree_per_iteration')}")
+        cols: dict[str, list[Any]] = {k: [] for k in ("feature", "threshold", "missing_left", "left", "right",
+                                                       "value", "is_leaf")}
+
+        def new_node(**fields: Any) -> int:
+            for k, col in cols.items():
+                col.append(fields.get(k, 0))
+            return len(cols["feature"]) - 1
+
+        def split(node: int, f: int, t: float, missing_left: bool, left: int, right: int) -> None:
+            for k, v in (("feature", f), ("threshold", t), ("missing_left", missing_left),
+                         ("left", left), ("right", right), ("is_leaf", False)):
+                cols[k][node] = v
+
+        def add(tree: dict[str, Any]) -> tuple[int, int]:
+            """Append one (sub)tree; returns its node index and depth (edges on the longest path)."""
+            if "leaf_value" in tree or "split_feature" not in tree:
+                if "leaf_coeff" in tree:
+                    raise ValueError("linear trees (linear_tree=True) are not supported")
+                return new_node(value=float(tree.get("leaf_value", 0.0)), is_leaf=True), 0
+            if tree.get("decision_type", "<=") != "<=":
+                raise ValueError(f"only numerical '<=' splits are supported; got {tree['decision_type']!r}")
+            me = new_node()
+            lo, d_lo = add(tree["left_child"])
+            hi, d_hi = add(tree["right_child"])
+            f, t = int(tree["split_feature"]), float(tree["threshold"])
+            default_left, missing = bool(tree.get("default_left", True)), str(tree.get("missing_type", "None"))
+            if missing == "NaN":
+                split(me, f, t, default_left, lo, hi)
+            elif missing == "None":
+                split(me, f, t, 0.0 <= t, lo, hi)
+            elif missing != "Zero":
+                raise ValueError(f"unknown LightGBM missing_type {missing!r}")
+            elif (default_left and t >= _LGB_ZERO) or (not default_left and t < -_LGB_ZERO):
+                split(me, f, t, default_left, lo, hi)  # the zero band already falls on the default side
+            else:
+                plain, below = new_node(), new_node()
+                split(plain, f, t, False, lo, hi)  # NaN never reaches it
+                split(me, f, _LGB_ZERO, True, below, plain)  # above the band: the plain test
+                split(below, f, float(np.nextafter(-_LGB_ZERO, -np.inf)), False, plain,
+                      lo if default_left else hi)  # under the band: plain; in it (or NaN): default
+                return me, 3 + max(d_lo, d_hi)
+            return me, 1 + max(d_lo, d_hi)
+
+        roots, depth = [], 0
+        for info in model["tree_info"]:
+            root, d = add(info["tree_structure"])
+            roots.append(root)
+            depth = max(depth, d)
+        return cls(
+            feature=np.array(cols["feature"], dtype=np.int32),
+            threshold=np.array(cols["threshold"], dtype=np.float64),
+            missing_left=np.array(cols["missing_left"], dtype=bool),
+            left=np.array(cols["left"], dtype=np.int64), right=np.array(cols["right"], dtype=np.int64),
+            value=np.array(cols["value"], dtype=np.float64), is_leaf=np.array(cols["is_leaf"], dtype=bool),
+            roots=np.array(roots, dtype=np.int64), baseline=0.0, max_depth=depth,
         )
 
     def _compiled(self) -> list[object] | None:
