@@ -68,7 +68,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     ids = h.history.customers.ids
     customers = [str(c) for c in rng.choice(ids, size=min(args.customers, len(ids)), replace=False)]
-    now = h.reference_time
+    now = h.as_of
     for c in customers[:20]:  # warm-up
         online.recommend(c, n=12)
     stages: dict[str, np.ndarray] = {}

@@ -73,7 +73,7 @@ def main() -> None:
     # the served list per placement: ranked candidates → business rules of that placement
     hybrid = result.bundle.hybrid
     customers = test["customer_id"].unique().sort().to_list()
-    ranked = hybrid.rank(customers, hybrid.reference_time)
+    ranked = hybrid.rank(customers, hybrid.as_of)
     pop = hybrid.generators["popularity"]
     ids, scores = pop.popular(500)  # type: ignore[attr-defined]
     fallback = pl.DataFrame({"item_id": ids.astype(str), "score": scores.astype(float)}).filter(pl.col("item_id") != "")
@@ -81,7 +81,7 @@ def main() -> None:
     per_placement = {}
     for name, rules in placements.items():
         rs = RuleSet(rules, result.bundle.catalogue, fallback=fallback)
-        lists = hybrid.finalize(ranked, customers, k, now=hybrid.reference_time, rules=rs)
+        lists = hybrid.finalize(ranked, customers, k, now=hybrid.as_of, rules=rs)
         ev = evaluate(lists, test, train=fit_data, items=ds.items, k=k, variants=("all", "new"))
         per_placement[name] = {row["variant"]: row["map"] for row in ev.iter_rows(named=True)}
 

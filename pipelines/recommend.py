@@ -8,7 +8,6 @@ from typing import Annotated
 
 import polars as pl
 import typer
-from tqdm.auto import tqdm
 
 from pipelines._common import fail, log
 from recsys.exceptions import RecsysError
@@ -49,35 +48,27 @@ def recommend_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .parquet or .csv.")] = Path("recs.parquet"),
     include_bought: Annotated[bool, typer.Option("--include-bought/--new-only",
                                                  help="Allow items the customer bought before.")] = True,
-    batch: Annotated[int, typer.Option(help="Customers per batch.")] = 2000,
+    batch: Annotated[int, typer.Option(min=1, help="Customers per batch (bounds memory).")] = 10_000,
+    shard: Annotated[str | None, typer.Option(help="Only shard i of n (1-based), e.g. 2/8: the same "
+                                              "customer hash as campaigns, so n shards partition the base.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
-    """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers."""
+    """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers, streamed in batches."""
+    from recsys.batch import recommend_batches, write_recommendations
+    from recsys.campaigns._hash import parse_shard, shard_mask
+
     if (customers is None) == (not all_customers):
         raise typer.BadParameter("give exactly one of --customers FILE or --all", param_hint="--customers/--all")
     try:
+        shard_t = parse_shard(shard)
         version, bundle = load_bundle(model)
     except RecsysError as exc:
         raise fail(str(exc)) from None
     hybrid = bundle.hybrid
     ids = hybrid.history.customers.ids.tolist() if all_customers else read_customers(customers)  # type: ignore[arg-type]
-    from recsys.baselines import popular_items
-
-    popular = popular_items(hybrid.generators["popularity"], n * 3)  # type: ignore[arg-type]
-    fallback = pl.DataFrame({"item_id": popular, "score": [float(len(popular) - i) for i in range(len(popular))]})
-    t0 = time.perf_counter()
-    parts = []
-    for start in tqdm(range(0, len(ids), batch), desc="recommend", unit="batch"):
-        chunk = ids[start:start + batch]
-        parts.append(hybrid.recommend(chunk, n, exclude_bought=not include_bought, fallback=fallback))
-    recs = pl.concat(parts) if parts else pl.DataFrame()
-    recs = recs.select("customer_id", "rank", "item_id", "score", "reason_type")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix == ".csv":
-        recs.write_csv(tmp)
-    else:
-        recs.write_parquet(tmp)
-    tmp.replace(out)
-    secs = time.perf_counter() - t0
-    typer.echo(f"wrote {recs.height:,} rows for {len(ids):,} customers from {version.tag} → {out} "
-               f"({secs:.1f}s, {len(ids) / max(secs, 1e-9):,.0f} customers/s)")
+    if shard_t is not None:
+        ids = [c for c, keep in zip(ids, shard_mask(ids, shard_t), strict=True) if keep]
+    frames = recommend_batches(hybrid, ids, n, new_only=not include_bought, batch=batch, progress=progress)
+    summary = write_recommendations(frames, out, customers=len(ids))
+    typer.echo(f"wrote {summary.rows:,} rows for {len(ids):,} customers from {version.tag} → {out} "
+               f"({summary.seconds:.1f}s, {summary.per_second:,.0f} customers/s)")

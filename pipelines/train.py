@@ -61,6 +61,11 @@ def train_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     store: Annotated[str | None, typer.Option(help="Store URI whose erasures training honours "
                                                "(default: data/state.db when it exists).")] = None,
+    evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Evaluate on the temporal holdout first; "
+                                           "--no-eval is the fast nightly retrain (not promotable unforced).")] = True,
+    refit: Annotated[bool, typer.Option("--refit/--no-refit", help="After evaluating, refit on all data up to the "
+                                        "newest purchase (default); --no-refit saves the evaluated "
+                                        "components.")] = True,
 ) -> None:
     """Train every component on a temporal split, evaluate against baselines, save a bundle."""
     from recsys.config import load_train_config
@@ -77,13 +82,19 @@ def train_cmd(
         echo_report(report)
         ds = _without_erased(ds, store)
         log.info("stage %-22s %7.2fs  (%s rows from %s)", "load+validate", secs, f"{ds.interactions.height:,}", ds.source)
-        result = train(ds, cfg, progress=progress)
+        result = train(ds, cfg, progress=progress, evaluate=evaluate, refit=refit)
     except RecsysError as exc:
         raise fail(str(exc)) from None
-    print_metrics(result.metrics, cfg.k)
     info = result.info
-    typer.echo(f"\ncandidate recall (test purchases among candidates): {info['candidate_recall']:.3f} "
-               f"with {info['candidates_per_customer']} candidates/customer")
+    if evaluate:
+        print_metrics(result.metrics, cfg.k)
+        typer.echo(f"\ncandidate recall (test purchases among candidates): {info['candidate_recall']:.3f} "
+                   f"with {info['candidates_per_customer']} candidates/customer")
+        typer.echo(f"evaluated on purchases from {info['evaluation_cutoff']}; "
+                   + ("bundle refitted on all data" if info["refit"] else "bundle = the evaluated components"))
+    else:
+        typer.echo("not evaluated (--no-eval): the bundle cannot be promoted over an evaluated one without --force")
+    typer.echo(f"bundle fitted on purchases up to {info['fitted_until']} (data ends {info['data_end']})")
     typer.echo("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in info["timings"].items()))
     typer.echo(f"trained in {info['train_seconds']:.1f}s (+{secs:.1f}s load)")
     if metrics_out:
@@ -94,7 +105,8 @@ def train_cmd(
     registry = Registry()
     tag = registry.save(result.bundle.write_into, metadata={
         "headline": result.bundle.manifest["headline"], "dataset": ds.source,
-        "created": result.bundle.manifest["created"], "k": cfg.k,
+        "created": result.bundle.manifest["created"], "k": cfg.k, "evaluated": evaluate,
+        "evaluation_cutoff": info["evaluation_cutoff"], "data_end": info["data_end"],
     })
     path = registry.get(tag).path
     typer.echo(f"saved {tag} ({dir_size(path) / 1e6:.1f} MB) → {path}")

@@ -97,6 +97,9 @@ class TrainConfig(_Strict):
     )
     #: The holdout metric promotion compares ("<variant>.<metric>", e.g. "all.map").
     promote_metric: str = "all.map"
+    #: Customers ranked at once when evaluating or writing lists: bounds memory (~200 candidates ×
+    #: ~45 features per customer) independently of the shop's size.
+    batch_customers: int = Field(10_000, ge=1)
 
     @model_validator(mode="after")
     def _known_generators(self) -> TrainConfig:

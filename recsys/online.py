@@ -102,7 +102,7 @@ class OnlineRecommender:
         self.item_category = dict(zip(cat["item_id"].to_list(), cat["category"].to_list(), strict=True))
         self.item_price = dict(zip(cat["item_id"].to_list(), cat["price"].to_list(), strict=True))
         self.item_name = dict(zip(cat["item_id"].to_list(), cat["name"].to_list(), strict=True))
-        self.clock: datetime = self.hybrid.reference_time
+        self.clock: datetime = self.hybrid.as_of
         self.carts: dict[str, list[str]] = {}
         self.cache = _Cache()
         #: Ranked candidates per known customer, computed in batch (cheap per customer) when a version

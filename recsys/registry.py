@@ -151,7 +151,12 @@ class Registry:
         if current is not None and current.tag != candidate.tag and not force:
             new, old = candidate.metric(metric), current.metric(metric)
             if new is None:
-                raise PromotionRefusedError(f"{candidate.tag} has no holdout {metric}; pass --force to promote anyway")
+                why = ("was trained with --no-eval (not evaluated)" if candidate.metadata.get("evaluated") is False
+                       else f"has no holdout {metric}")
+                if old is not None or current.metadata.get("evaluated") is not False:
+                    raise PromotionRefusedError(
+                        f"refusing to promote {candidate.tag}: it {why} and the promoted {current.tag} was "
+                        "evaluated; pass --force to promote anyway")
             if old is not None and new < old:
                 raise PromotionRefusedError(
                     f"refusing to promote {candidate.tag}: holdout {metric} {new:.4f} is worse than the promoted "

@@ -48,8 +48,9 @@ def _with_leak(ds: Dataset, holdout_days: float) -> Dataset:
 @pytest.fixture(scope="module")
 def trained() -> tuple[Dataset, TrainResult]:
     ds = _with_leak(generate_shop(seed=1, n_customers=1500).dataset, 14)
-    # two ranker windows: the leak test below then also covers the earlier window's generators
-    return ds, train(ds, _cfg(ranker={"max_iter": 30, "windows": 2}), progress=False)
+    # two ranker windows: the leak test below then also covers the earlier window's generators;
+    # refit=False: these tests check the evaluated components themselves
+    return ds, train(ds, _cfg(ranker={"max_iter": 30, "windows": 2}), progress=False, refit=False)
 
 
 def test_ranker_trains_on_two_stacked_windows(trained) -> None:  # type: ignore[no-untyped-def]
@@ -153,3 +154,78 @@ def test_promotion_refuses_worse_accepts_better(tmp_path: Path, monkeypatch: pyt
     assert reg.rollback().tag == good
     with pytest.raises(PromotionRefusedError, match="nothing to roll back"):
         reg.rollback()
+
+
+def _with_last_day_purchase(ds: Dataset) -> tuple[Dataset, str, str]:
+    """A purchase stamped after every other one, of an item the customer never bought before."""
+    end = ds.interactions["ts"].max() + timedelta(hours=1)
+    customer = ds.purchases["customer_id"].value_counts(sort=True)["customer_id"][0]
+    bought = set(ds.purchases.filter(pl.col("customer_id") == customer)["item_id"])
+    item = next(i for i in ds.items["item_id"].to_list() if i not in bought)
+    row = pl.DataFrame({"customer_id": [customer], "item_id": [item], "ts": [end], "order_id": ["LASTDAY"],
+                        "event": ["purchase"], "quantity": [1.0]})
+    return Dataset(pl.concat([ds.interactions, row], how="diagonal_relaxed"), ds.items, ds.customers,
+                   ds.source), customer, item
+
+
+@pytest.fixture(scope="module")
+def last_day() -> tuple[Dataset, str, str]:
+    return _with_last_day_purchase(generate_shop(seed=2, n_customers=800).dataset)
+
+
+def test_production_bundle_knows_the_last_day(last_day) -> None:  # type: ignore[no-untyped-def]
+    """Default: evaluate on the holdout, then refit on everything; a last-day purchase reaches the served
+    history and buy-again, and the manifest states the evaluation cut-off beside the data end."""
+    ds, customer, item = last_day
+    result = train(ds, _cfg(), progress=False)
+    manifest = result.bundle.manifest
+    end = ds.purchases["ts"].max()
+    assert manifest["evaluated"] is True and manifest["data_end"] == end
+    assert manifest["evaluation_cutoff"] < end and manifest["headline"]["all.map"] > 0
+    hybrid = result.bundle.hybrid
+    assert hybrid.reference_time == end
+    assert hybrid.history.of(customer).filter(pl.col("ts") == end)["item_id"].to_list() == [item]
+    ids, _ = hybrid.generators["buy_again"].recommend(customer, 60)
+    assert item in ids.tolist()
+    ranked = hybrid.rank([customer], hybrid.as_of).filter(pl.col("item_id") == item)
+    assert ranked["rank_buy_again"].is_not_null().all() and ranked["ci_count"].to_list() == [1.0]
+
+
+def test_no_eval_retrain_fits_everything_and_is_not_promotable(last_day, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    ds, customer, item = last_day
+    result = train(ds, _cfg(), progress=False, evaluate=False)
+    manifest = result.bundle.manifest
+    assert manifest["evaluated"] is False and manifest["headline"] == {} and result.metrics.height == 0
+    assert manifest["evaluation_cutoff"] is None
+    assert result.info["ranker"]["windows"] == 1 and "error" not in result.info["ranker"]
+    assert result.info["ranker"]["window_end"] > ds.purchases["ts"].max()  # the newest purchase is a label
+    assert result.bundle.hybrid.history.of(customer)["item_id"].to_list()[-1] == item
+    monkeypatch.setattr(Registry, "state_file", property(lambda self: tmp_path / "registry.json"))
+    reg = Registry()
+    evaluated = reg.save(lambda p: (p / "x").write_text("x"), metadata={"headline": {"all.map": 0.3}},
+                         version="nightly-evaluated")
+    nightly = reg.save(result.bundle.write_into, metadata={"headline": {}, "evaluated": False},
+                       version="nightly-noeval")
+    reg.promote(evaluated, metric="all.map", force=True)
+    with pytest.raises(PromotionRefusedError, match="--no-eval"):
+        reg.promote(nightly, metric="all.map")
+    assert reg.promote(nightly, metric="all.map", force=True).tag == nightly
+
+
+def test_shop_without_categories_trains_and_evaluates() -> None:
+    """The category models switch off, and so does the category variant of the evaluation."""
+    ds = generate_shop(seed=3, n_customers=600).dataset
+    ds = Dataset(ds.interactions, ds.items.with_columns(pl.lit(None, pl.String).alias("category")), ds.customers,
+                 ds.source)
+    result = train(ds, _cfg(), progress=False)
+    assert set(result.metrics["variant"]) == {"all", "new"}
+    assert {"category_complements", "category_affinity"} <= set(result.info["skipped_generators"])
+    assert result.headline("all.map") is not None
+
+
+def test_baselines_without_buy_again_then_popular() -> None:
+    """A config listing other baselines still reports the ones the report compares against."""
+    ds = generate_shop(seed=4, n_customers=500).dataset
+    result = train(ds, _cfg(baselines=["popularity_global"]), progress=False, refit=False)
+    assert "baseline:buy_again_then_popular" in set(result.metrics["model"])

@@ -176,7 +176,7 @@ def category_propensity(
         trigger_ts, days_since_last_purchase, bought_category_before``, best first.
     """
     hybrid = bundle.hybrid
-    now = now or hybrid.reference_time
+    now = now or hybrid.as_of
     cats = set(bundle.catalogue["category"].drop_nulls().unique().to_list())
     if category not in cats:
         raise UnknownIdError(f"unknown category {category!r}; known: {_known(cats)}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -126,7 +126,7 @@ class HybridRecommender:
         ``rules`` is a prepared ``recsys.rules.RuleSet``; without it the top-``n`` ranked candidates
         are returned (optionally without previously bought items), padded from popularity.
         """
-        now = now or self.reference_time
+        now = now or self.as_of
         ranked = self.rank(customer_ids, now, new_only=exclude_bought)
         return self.finalize(ranked, customer_ids, n, now=now, rules=rules, exclude_bought=exclude_bought,
                              fallback=fallback)
@@ -173,7 +173,18 @@ class HybridRecommender:
 
     @property
     def reference_time(self) -> datetime:
+        """The newest training purchase."""
         return self.stats.reference_time_
+
+    @property
+    def as_of(self) -> datetime:
+        """The default "now" of a recommendation: just after the newest training purchase.
+
+        Why not ``reference_time`` itself: histories are read strictly before "now", so a purchase
+        stamped at the very end of the data (yesterday's last order, in a nightly retrain) would be
+        left out of the features, the exclusions and the explanations.
+        """
+        return self.stats.reference_time_ + timedelta(microseconds=1)
 
 
 def rrf_scores(frame: pl.DataFrame, generator_names: Sequence[str], k: float = 20.0) -> np.ndarray:

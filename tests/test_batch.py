@@ -1,0 +1,64 @@
+"""Batch lists: any batch size gives the same file, memory is one batch, and a killed run writes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from recsys.batch import OUTPUT_COLUMNS, recommend_batches, write_recommendations
+from recsys.bundle import Bundle
+
+
+@pytest.fixture(scope="module")
+def bundle(synthetic_bundle_dir: Path) -> Bundle:
+    return Bundle.load(synthetic_bundle_dir)
+
+
+def test_batch_size_does_not_change_the_lists(bundle: Bundle, tmp_path: Path) -> None:
+    ids = bundle.hybrid.history.customers.ids[:230].tolist() + ["NEVER-SEEN"]
+    a = write_recommendations(recommend_batches(bundle.hybrid, ids, 12, batch=1000, progress=False),
+                              tmp_path / "a.parquet", customers=len(ids))
+    b = write_recommendations(recommend_batches(bundle.hybrid, ids, 12, batch=37, progress=False),
+                              tmp_path / "b.parquet", customers=len(ids))
+    fa, fb = pl.read_parquet(a.path), pl.read_parquet(b.path)
+    assert fa.columns == list(OUTPUT_COLUMNS)
+    assert fa.equals(fb) and a.rows == fa.height == 12 * len(ids)
+    assert fa["customer_id"].unique(maintain_order=True).to_list() == ids  # input order kept
+    # row groups = batches: a reader can stream the file as it was written
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(b.path).num_row_groups == -(-len(ids) // 37)
+
+
+def test_csv_output_has_one_header(bundle: Bundle, tmp_path: Path) -> None:
+    ids = bundle.hybrid.history.customers.ids[:50].tolist()
+    out = write_recommendations(recommend_batches(bundle.hybrid, ids, 5, batch=20, progress=False),
+                                tmp_path / "r.csv", customers=len(ids)).path
+    frame = pl.read_csv(out)
+    assert frame.height == 250 and frame.columns == list(OUTPUT_COLUMNS)
+
+
+def test_killed_run_leaves_the_previous_file_and_no_partial_one(bundle: Bundle, tmp_path: Path) -> None:
+    out = tmp_path / "picks.parquet"
+    out.write_bytes(b"previous run")
+    ids = bundle.hybrid.history.customers.ids[:60].tolist()
+
+    def dies_half_way() -> Iterator[pl.DataFrame]:
+        batches = recommend_batches(bundle.hybrid, ids, 12, batch=20, progress=False)
+        yield next(batches)
+        raise KeyboardInterrupt  # the scheduler's kill, as Python sees it
+
+    with pytest.raises(KeyboardInterrupt):
+        write_recommendations(dies_half_way(), out, customers=len(ids))
+    assert out.read_bytes() == b"previous run"
+    assert [p.name for p in tmp_path.iterdir()] == ["picks.parquet"]
+
+
+def test_no_customers_gives_an_empty_valid_file(bundle: Bundle, tmp_path: Path) -> None:
+    out = write_recommendations(recommend_batches(bundle.hybrid, [], 12, progress=False), tmp_path / "e.parquet",
+                                customers=0).path
+    frame = pl.read_parquet(out)
+    assert frame.height == 0 and frame.columns == list(OUTPUT_COLUMNS)
