@@ -2,6 +2,12 @@
 
 Split out of ``hybrid.py`` so the serving path (candidates → features → scores) and the training
 path (sampling, boosting backends) can change independently.
+
+Two backends give the same artefact.  scikit-learn's ``HistGradientBoostingClassifier`` was the first;
+LightGBM grows the same kind of trees several times faster on one thread and also offers a
+learning-to-rank objective (``lambdarank``, one query per customer) that optimises the order of a
+customer's candidates directly instead of bought / not bought across all customers.  Either way the
+fitted model is copied into flat arrays: no pickle, no library needed to serve it.
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -17,10 +23,14 @@ import polars as pl
 from recsys.ranking._features import to_matrix
 from recsys.ranking._trees import TreeEnsemble
 
-__all__ = ["MONOTONIC", "fit_ranker"]
+__all__ = ["MONOTONIC", "Backend", "Objective", "fit_ranker"]
 
 log = logging.getLogger(__name__)
 
+Backend = Literal["sklearn", "lightgbm"]
+Objective = Literal["binary", "lambdarank"]
+_BACKENDS: tuple[str, ...] = ("sklearn", "lightgbm")
+_OBJECTIVES: tuple[str, ...] = ("binary", "lambdarank")
 
 #: Evidence that must never lower the score: more repeat purchases, a higher buy-again score.  On
 #: Complete Journey these constraints cut the ranker's loss to the buy-again generator on the (later,
@@ -41,71 +51,159 @@ def fit_ranker(
     monotonic: dict[str, int] | None = MONOTONIC,
     min_samples_leaf: int = 20,
     bags: int = 1,
+    backend: Backend = "sklearn",
+    objective: Objective = "binary",
+    num_threads: int = 1,
 ) -> tuple[TreeEnsemble, dict[str, Any]]:
-    """Train the gradient-boosted ranker (binary: bought / not bought) and export it as arrays.
+    """Train the gradient-boosted ranker and export it as arrays.
 
-    Negatives are subsampled per customer group only to bound training time; the ranking of
-    candidates within a customer is what matters, and a constant subsampling rate does not change it.
-    ``bags`` > 1 fits that many rankers on different negative samples and averages them: with few
-    positives (the cross-sell ranker on Complete Journey: ~7k) one sample's ranker varies by ±5% MAP
-    from seed to seed, and the average is both steadier and better than a typical single one.
+    Parameters
+    ----------
+    frame, labels, names
+        Candidate rows (``customer_id`` identifies the customer — the query), 1 = bought in the label
+        window, and the feature columns in the order the served model reads them.
+    negatives_per_positive
+        Negatives are subsampled (each kept with one rate) only to bound training time; the ranking of
+        candidates within a customer is what matters, and a constant rate does not change it.  ``None``
+        keeps every row.
+    bags
+        > 1 fits that many rankers on different negative samples and averages them: with few positives
+        (the cross-sell ranker on Complete Journey: ~7k) one sample's ranker varies by ±5% MAP from seed
+        to seed, and the average is both steadier and better than a typical single one.
+    backend, objective
+        ``"sklearn"`` / ``"lightgbm"``; ``"binary"`` (log loss on bought / not bought) or ``"lambdarank"``
+        (LightGBM only: pairwise NDCG gradients within each customer's candidates).
+    num_threads
+        OpenMP threads.  One by default: on a shared 2-core machine OpenMP's spin-waiting under
+        contention made the same fit take 2.5 s or 55 s; single-threaded it is predictable.
     """
+    if backend not in _BACKENDS:
+        raise ValueError(
+            f"The 'backend' parameter of fit_ranker must be one of {_BACKENDS}. Got {backend!r}.")
+    if objective not in _OBJECTIVES:
+        raise ValueError(
+            f"The 'objective' parameter of fit_ranker must be one of {_OBJECTIVES}. Got {objective!r}.")
+    if objective == "lambdarank" and backend != "lightgbm":
+        raise ValueError(f"objective='lambdarank' needs backend='lightgbm'; got backend={backend!r}")
+    if objective == "lambdarank" and "customer_id" not in frame.columns:
+        raise ValueError("objective='lambdarank' needs a 'customer_id' column: it names each row's query")
     if bags > 1 and negatives_per_positive is not None:
         fits = [
             fit_ranker(frame, labels, names, max_iter=max_iter, learning_rate=learning_rate,
                        max_leaf_nodes=max_leaf_nodes, negatives_per_positive=negatives_per_positive,
-                       random_state=random_state + b, monotonic=monotonic, min_samples_leaf=min_samples_leaf)
+                       random_state=random_state + b, monotonic=monotonic, min_samples_leaf=min_samples_leaf,
+                       backend=backend, objective=objective, num_threads=num_threads)
             for b in range(bags)
         ]
         info = dict(fits[0][1])
         info.update(bags=bags, seconds=round(sum(f[1]["seconds"] for f in fits), 2),
                     rows=int(sum(f[1]["rows"] for f in fits)))
         return TreeEnsemble.average([f[0] for f in fits]), info
-    from sklearn.ensemble import HistGradientBoostingClassifier
 
     t0 = time.perf_counter()
-    # Customers who bought none of their candidates teach "who buys", not "which item": like a
-    # learning-to-rank query without positives, they are left out.
-    y_all = np.asarray(labels)
-    with_pos = np.ones(len(y_all), dtype=bool)
-    if "customer_id" in frame.columns:
-        with_pos = (
-            frame.select("customer_id").with_columns(pl.Series("_y", y_all))
-            .select(pl.col("_y").max().over("customer_id"))["_y"].to_numpy() > 0
-        )
-    frame = frame.filter(pl.Series(with_pos))
-    X = to_matrix(frame, names)
-    y = y_all[with_pos]
-    rng = np.random.default_rng(random_state)
-    keep = np.ones(len(y), dtype=bool)
+    X, y, query, candidates = _training_rows(frame, labels, names, negatives_per_positive, random_state,
+                                            group_rows=objective == "lambdarank")
     n_pos = int(y.sum())
-    if negatives_per_positive is not None and n_pos > 0:
-        rate = min(1.0, negatives_per_positive * n_pos / max(1, len(y) - n_pos))
-        keep = (y == 1) | (rng.random(len(y)) < rate)
-    if n_pos == 0 or n_pos == len(y):
-        raise ValueError("ranker training needs both bought and not-bought candidates in the label window")
     # Constant or all-missing columns carry no signal and trip scikit-learn's binning (1.9: "window
     # shape cannot be larger than input array shape"); fit without them and map indices back after.
-    Xk = X[keep]
-    varying = np.array([np.unique(col[~np.isnan(col)]).size > 1 for col in Xk.T], dtype=bool)
+    varying = np.array([np.unique(col[~np.isnan(col)]).size > 1 for col in X.T], dtype=bool)
     cols = np.flatnonzero(varying)
+    mono = [int((monotonic or {}).get(names[int(c)], 0)) for c in cols] if monotonic else None
+    opts: dict[str, Any] = dict(
+        max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
+        min_samples_leaf=min_samples_leaf, random_state=random_state, monotonic=mono, num_threads=num_threads)
+    if backend == "sklearn":
+        ens = _fit_sklearn(X[:, cols], y, **opts)
+    else:
+        ens = _fit_lightgbm(X[:, cols], y, query if objective == "lambdarank" else None, **opts)
+    ens.feature = np.where(ens.is_leaf, 0, cols[ens.feature]).astype(np.int32)
+    info = {
+        "rows": int(len(y)), "positives": n_pos, "candidates": candidates,
+        "seconds": round(time.perf_counter() - t0, 2), "backend": backend, "objective": objective,
+        "features_used": int(len(cols)),
+    }
+    log.info("ranker (%s, %s): %d rows (%d positives) in %.1fs", backend, objective, info["rows"], n_pos,
+             info["seconds"])
+    return ens, info
+
+
+def _training_rows(
+    frame: pl.DataFrame, labels: np.ndarray, names: Sequence[str], negatives_per_positive: float | None,
+    random_state: int, *, group_rows: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Feature matrix, labels and query number of the rows a ranker trains on, and the candidates
+    of the customers kept.
+
+    Customers who bought none of their candidates teach "who buys", not "which item": like a
+    learning-to-rank query without positives, they are left out.  ``group_rows`` sorts the rows
+    (stably) by query so that each customer's rows are contiguous, as LightGBM's query groups require;
+    the binary fits keep the frame's order (scikit-learn bins a row subsample drawn by position).
+    """
+    y_all = np.asarray(labels)
+    if "customer_id" in frame.columns:
+        query_all = frame["customer_id"].rank("dense").to_numpy().astype(np.int64)
+        with_pos = np.zeros(int(query_all.max(initial=0)) + 1, dtype=bool)
+        with_pos[query_all[y_all > 0]] = True
+        keep = with_pos[query_all]
+    else:
+        query_all = np.zeros(len(y_all), dtype=np.int64)
+        keep = np.ones(len(y_all), dtype=bool)
+    y = y_all[keep]
+    candidates = int(len(y))
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        raise ValueError("ranker training needs both bought and not-bought candidates in the label window")
+    if negatives_per_positive is not None:
+        rng = np.random.default_rng(random_state)
+        rate = min(1.0, negatives_per_positive * n_pos / max(1, len(y) - n_pos))
+        sampled = (y == 1) | (rng.random(len(y)) < rate)
+        keep[np.flatnonzero(keep)[~sampled]] = False
+    rows = np.flatnonzero(keep)
+    if group_rows:
+        rows = rows[np.argsort(query_all[rows], kind="stable")]
+    X = to_matrix(frame if np.array_equal(rows, np.arange(frame.height)) else frame[rows], names)
+    return X, y_all[rows], query_all[rows], candidates
+
+
+def _fit_sklearn(
+    X: np.ndarray, y: np.ndarray, *, max_iter: int, learning_rate: float, max_leaf_nodes: int,
+    min_samples_leaf: int, random_state: int, monotonic: list[int] | None, num_threads: int,
+) -> TreeEnsemble:
+    from sklearn.ensemble import HistGradientBoostingClassifier
     from threadpoolctl import threadpool_limits
 
-    # One OpenMP thread: on a shared 2-core machine, OpenMP's spin-waiting under contention made the same
-    # fit take 2.5 s or 55 s; single-threaded it is predictable (and the rows are few).
-    with threadpool_limits(limits=1, user_api="openmp"):
+    with threadpool_limits(limits=num_threads, user_api="openmp"):
         clf = HistGradientBoostingClassifier(
             max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes,
             early_stopping=False, random_state=random_state, l2_regularization=1.0,
-            min_samples_leaf=min_samples_leaf,
-            monotonic_cst=[int((monotonic or {}).get(names[c], 0)) for c in cols] if monotonic else None,
-        ).fit(Xk[:, cols], y[keep])
-    info = {
-        "rows": int(keep.sum()), "positives": n_pos, "candidates": int(len(y)),
-        "seconds": round(time.perf_counter() - t0, 2),
+            min_samples_leaf=min_samples_leaf, monotonic_cst=monotonic,
+        ).fit(X, y)
+    return TreeEnsemble.from_sklearn(clf)
+
+
+def _fit_lightgbm(
+    X: np.ndarray, y: np.ndarray, query: np.ndarray | None, *, max_iter: int, learning_rate: float,
+    max_leaf_nodes: int, min_samples_leaf: int, random_state: int, monotonic: list[int] | None,
+    num_threads: int,
+) -> TreeEnsemble:
+    """LightGBM with scikit-learn's settings where they have a twin (255 bins, L2 = 1, leaf size).
+
+    ``deterministic`` + ``force_row_wise`` make a seed give the same trees on every run and thread
+    count; ``query`` (rows grouped contiguously) switches the objective to lambdarank.
+    """
+    import lightgbm as lgb
+
+    params: dict[str, Any] = {
+        "objective": "binary" if query is None else "lambdarank",
+        "learning_rate": learning_rate, "num_leaves": max_leaf_nodes, "min_data_in_leaf": min_samples_leaf,
+        "lambda_l2": 1.0, "max_bin": 255, "seed": random_state, "num_threads": num_threads,
+        "deterministic": True, "force_row_wise": True, "verbose": -1,
     }
-    log.info("ranker: %d rows (%d positives) in %.1fs", info["rows"], n_pos, info["seconds"])
-    ens = TreeEnsemble.from_sklearn(clf)
-    ens.feature = np.where(ens.is_leaf, 0, cols[ens.feature]).astype(np.int32)
-    info["features_used"] = int(len(cols))
-    return ens, info
+    if monotonic is not None and any(monotonic):
+        params["monotone_constraints"] = monotonic
+    group = None
+    if query is not None:
+        _, group = np.unique(query, return_counts=True)  # rows grouped by sorted query: counts = group sizes
+    data = lgb.Dataset(X, label=y, group=group, params=params, free_raw_data=True)
+    booster = lgb.train(params, data, num_boost_round=max_iter)
+    return TreeEnsemble.from_lightgbm(booster)
