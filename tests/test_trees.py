@@ -114,7 +114,8 @@ def test_lightgbm_matches_raw_score(params: dict[str, object], tmp_path) -> None
     X, y, group = _lgb_data()
     ds = lgb.Dataset(X, y, group=group if params["objective"] == "lambdarank" else None)
     booster = lgb.train({"num_leaves": 15, **params, "min_data_in_leaf": 5, "verbose": -1, "seed": 0,
-                         "num_threads": 1, "deterministic": True, "force_row_wise": True}, ds, num_boost_round=30)
+                         "num_threads": 1, "deterministic": True, "force_row_wise": True},
+                        ds, num_boost_round=30)
     ens = TreeEnsemble.from_lightgbm(booster)
     for Xt in (X, _lgb_test_matrix(X, 1)):
         want = booster.predict(Xt, raw_score=True)
@@ -131,7 +132,8 @@ def test_average_of_lightgbm_ensembles_predicts_the_mean() -> None:
     X, y, group = _lgb_data(3)
     boosters = [
         lgb.train({"objective": obj, "num_leaves": 7 + 4 * s, "verbose": -1, "seed": s, "num_threads": 1,
-                   "bagging_fraction": 0.8, "bagging_freq": 1}, lgb.Dataset(X, y, group=group), num_boost_round=20)
+                   "bagging_fraction": 0.8, "bagging_freq": 1},
+                  lgb.Dataset(X, y, group=group), num_boost_round=20)
         for s, obj in enumerate(("binary", "lambdarank"))
     ]
     avg = TreeEnsemble.average([TreeEnsemble.from_lightgbm(b) for b in boosters])

@@ -151,7 +151,8 @@ class TreeEnsemble:
             lo, d_lo = add(tree["left_child"])
             hi, d_hi = add(tree["right_child"])
             f, t = int(tree["split_feature"]), float(tree["threshold"])
-            default_left, missing = bool(tree.get("default_left", True)), str(tree.get("missing_type", "None"))
+            default_left = bool(tree.get("default_left", True))
+            missing = str(tree.get("missing_type", "None"))
             if missing == "NaN":
                 split(me, f, t, default_left, lo, hi)
             elif missing == "None":
