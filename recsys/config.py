@@ -62,6 +62,18 @@ class RankerSpec(_Strict):
     #: cross-sell ranker (default: ``bags``).  Every bag adds trees to score per request.
     bags: int = Field(1, ge=1, le=32)
     new_bags: int | None = Field(None, ge=1, le=32)
+    #: Boosting library and loss of the ranker (``recsys.ranking._fit.fit_ranker``): LightGBM fits the
+    #: same trees several times faster on one thread; ``lambdarank`` (LightGBM only) ranks each
+    #: customer's candidates against each other instead of predicting bought / not bought.
+    backend: Literal["sklearn", "lightgbm"] = "sklearn"
+    objective: Literal["binary", "lambdarank"] = "binary"
+
+    @model_validator(mode="after")
+    def _lambdarank_needs_lightgbm(self) -> RankerSpec:
+        if self.objective == "lambdarank" and self.backend != "lightgbm":
+            raise ValueError(
+                f"ranker.objective 'lambdarank' needs ranker.backend 'lightgbm', not {self.backend!r}")
+        return self
 
 
 class SplitSpec(_Strict):

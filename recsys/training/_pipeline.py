@@ -126,7 +126,8 @@ def _rankers(upto: Dataset, end: datetime, cfg: TrainConfig, timer: _Timer, prog
 
     kw = dict(max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
               max_leaf_nodes=cfg.ranker.max_leaf_nodes,
-              negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed)
+              negatives_per_positive=cfg.ranker.negatives_per_positive, random_state=cfg.seed,
+              backend=cfg.ranker.backend, objective=cfg.ranker.objective)
     return train_rankers(
         label_windows(upto, end, cfg.split.validation_days, cfg.ranker.windows), fit,
         candidates={k: v.candidates for k, v in specs.items()},
