@@ -38,6 +38,7 @@ class TableSpec(_Strict):
     up under their own name, and absent optional ones get defaults.
     """
 
+    #: File name in the folder; without an extension, whichever of .csv, .csv.gz or .parquet is there.
     file: str | None = None
     table: str | None = None
     query: str | None = None

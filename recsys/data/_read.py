@@ -67,6 +67,33 @@ def _read_file(path: Path) -> tuple[pl.DataFrame, str, int]:
     raise ConfigError(f"{path}: unsupported file type (use .csv, .csv.gz or .parquet)")
 
 
+_EXTENSIONS = (".csv", ".csv.gz", ".parquet")
+
+
+def _resolve_file(folder: Path, name: str, table: str) -> Path:
+    """``folder / name``; a name without extension means whichever supported format is there.
+
+    Why: a folder written by ``recsys data generate --format parquet`` and one written as CSV
+    should load through the same dataset config (``canonical-files``); two formats of the same
+    table side by side are ambiguous and refused rather than guessed.
+    """
+    if Path(name).suffix:
+        path = folder / name
+        if not path.exists():
+            raise SchemaError(f"{path}: {table} file not found", source=str(path))
+        return path
+    found = [folder / f"{name}{ext}" for ext in _EXTENSIONS if (folder / f"{name}{ext}").is_file()]
+    if not found:
+        tried = folder / f"{name}{{{','.join(_EXTENSIONS)}}}"
+        raise SchemaError(f"{tried}: {table} file not found", source=str(folder / name))
+    if len(found) > 1:
+        raise SchemaError(
+            f"{folder}: {table} exists as {' and '.join(p.name for p in found)}; keep one, or name the file "
+            "with its extension in the dataset config", source=str(found[0]),
+        )
+    return found[0]
+
+
 def read_table(
     source: FilesSource | SqlSource,
     spec: TableSpec,
@@ -83,9 +110,7 @@ def read_table(
                 + (f" or ${source.path_env}" if source.path_env else "")
                 + ")"
             )
-        path = folder / str(spec.file)
-        if not path.exists():
-            raise SchemaError(f"{path}: {table} file not found", source=str(path))
+        path = _resolve_file(folder, str(spec.file), table)
         try:
             frame, unit, offset = _read_file(path)
         except pl.exceptions.PolarsError as exc:

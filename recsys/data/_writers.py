@@ -1,4 +1,4 @@
-"""Write a ``Dataset`` out as files or as a SQLite database, atomically.
+"""Write a ``Dataset`` out as files or as a SQLite database, atomically; or stream one in blocks.
 
 Why here: the synthetic shop is the project's embedded default, and the file and SQL loaders are
 tested by round-tripping it through exactly the formats a real shop would hand us.  Why atomic:
@@ -8,22 +8,32 @@ accept as truth; we write to a temporary sibling and ``os.replace`` it into plac
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
+import re
+import secrets
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Final, Literal, cast
 
 import polars as pl
 
 from recsys.dataset import Dataset
+from recsys.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from recsys.data.synthetic import SyntheticShop
 
-__all__ = ["write_files", "write_sqlite", "FileFormat", "TS_TEXT_FORMAT"]
+__all__ = ["write_files", "write_sqlite", "FileFormat", "TS_TEXT_FORMAT", "TableSink", "staged_folder",
+           "check_replaceable"]
 
 FileFormat = Literal["csv", "csv.gz", "parquet"]
 
@@ -177,3 +187,91 @@ def write_sqlite(data: Dataset | SyntheticShop, path: str | Path, *, batch_rows:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+# ------------------------------------------------------------------- streaming a dataset in blocks
+
+_DATASET_FILE: Final[re.Pattern[str]] = re.compile(
+    r"^((interactions|items|customers)\.(csv|csv\.gz|parquet)|manifest\.json)$"
+)
+
+
+class TableSink:
+    """Appends frames to one table file: a parquet row group per frame, or CSV (optionally gzipped).
+
+    Why: a dataset too big for memory is written block by block; the file stays one table a loader
+    reads like any other (parquet keeps the first frame's arrow schema for every row group).
+    """
+
+    def __init__(self, path: Path, fmt: FileFormat) -> None:
+        self.path, self.fmt = path, fmt
+        self._parquet: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._text: IO[bytes] | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq  # only streamed writes need it
+
+            table = frame.to_arrow()
+            if self._parquet is None:
+                self._schema = table.schema
+                self._parquet = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+            self._parquet.write_table(table.cast(self._schema))
+            return
+        first = self._text is None
+        if self._text is None:
+            opened = gzip.open(self.path, "wb", compresslevel=6) if self.fmt == "csv.gz" else open(self.path, "wb")
+            self._text = cast(IO[bytes], opened)
+        frame.write_csv(self._text, include_header=first, datetime_format=TS_TEXT_FORMAT)
+
+    def __enter__(self) -> TableSink:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
+        if self._text is not None:
+            self._text.close()
+
+
+def check_replaceable(folder: Path) -> None:
+    """Refuse a folder ``staged_folder`` would destroy something in: it is replaced as a whole."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"out: {folder} exists and is not a folder")
+    foreign = sorted(p.name for p in folder.iterdir() if not _DATASET_FILE.match(p.name))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", …" if len(foreign) > 3 else "")
+        raise ConfigError(f"out: {folder} holds files that are not part of a generated dataset ({shown}); "
+                          "the folder is replaced as a whole, so choose a new or empty one")
+
+
+@contextlib.contextmanager
+def staged_folder(folder: Path) -> Iterator[Path]:
+    """A hidden sibling folder to write into; it takes ``folder``'s place only if the block ends cleanly.
+
+    Why a whole folder, not file by file: a dataset streamed for minutes must never be half
+    visible, nor mixed with the tables of an older one.  The swap is two renames; killed between
+    them, ``folder`` is missing (a loader says so) and the previous dataset is whole in the hidden
+    ``.<name>.old-*`` sibling.  Any error or interrupt removes the staged folder.
+    """
+    check_replaceable(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    tmp.mkdir()  # not mkdtemp (mode 0700): the folder becomes the dataset
+    try:
+        yield tmp
+        check_replaceable(folder)
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old-", dir=folder.parent))
+            os.replace(folder, old / folder.name)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
