@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -185,6 +186,16 @@ def test_killed_run_leaves_previous_dataset(tmp_path: Path, monkeypatch: pytest.
         generate_shop_files(replace(SMALL, n_customers=300, seed=9), out, block_size=100, fmt="csv")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shop"], "no temporary folder left"
+
+
+def test_next_run_removes_what_a_killed_run_left(tmp_path: Path) -> None:
+    dead = tmp_path / ".shop.tmp-999999999-abcd"  # no such process id
+    dead.mkdir()
+    (dead / "interactions.parquet").write_bytes(b"half")
+    alive = tmp_path / f".shop.tmp-{os.getpid()}-abcd"
+    alive.mkdir()
+    generate_shop_files(replace(SMALL, n_customers=50), tmp_path / "shop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "shop"]
 
 
 def test_refuses_a_folder_with_other_files(tmp_path: Path) -> None:

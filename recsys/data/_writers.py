@@ -9,6 +9,7 @@ accept as truth; we write to a temporary sibling and ``os.replace`` it into plac
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import os
 import re
@@ -249,6 +250,18 @@ def check_replaceable(folder: Path) -> None:
                           "the folder is replaced as a whole, so choose a new or empty one")
 
 
+def _remove_stale(folder: Path) -> None:
+    """Remove staged folders of ``folder`` left by killed runs (their process id is gone)."""
+    for stale in folder.parent.glob(f".{glob.escape(folder.name)}.tmp-*"):
+        pid = stale.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(stale, ignore_errors=True)
+        except (ValueError, PermissionError):  # not our naming, or another user's live process
+            continue
+
+
 @contextlib.contextmanager
 def staged_folder(folder: Path) -> Iterator[Path]:
     """A hidden sibling folder to write into; it takes ``folder``'s place only if the block ends cleanly.
@@ -256,10 +269,12 @@ def staged_folder(folder: Path) -> Iterator[Path]:
     Why a whole folder, not file by file: a dataset streamed for minutes must never be half
     visible, nor mixed with the tables of an older one.  The swap is two renames; killed between
     them, ``folder`` is missing (a loader says so) and the previous dataset is whole in the hidden
-    ``.<name>.old-*`` sibling.  Any error or interrupt removes the staged folder.
+    ``.<name>.old-*`` sibling.  Any error or interrupt removes the staged folder; one left by a
+    killed process is removed by the next run.
     """
     check_replaceable(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     tmp.mkdir()  # not mkdtemp (mode 0700): the folder becomes the dataset
     try:
