@@ -191,7 +191,32 @@ def group_candidates(
         at = np.clip(np.searchsorted(bk, ck), 0, len(bk) - 1)
         keep = bk[at] != ck
         owner, cand, score = owner[keep], cand[keep], score[keep]
-    return owner, cand, score
+    return _prune_below_nth(pair_pos, pair_weight, owner, cand, score, n)
+
+
+def _prune_below_nth(
+    pair_pos: np.ndarray, pair_weight: np.ndarray, owner: np.ndarray, cand: np.ndarray, score: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop candidates that cannot reach their position's top ``n``, before the caller sorts them.
+
+    Why: a customer with 100 groups × 150 items each makes 15k candidates to sort for 100 slots; the
+    sort of every batch's candidates was 80 % of the generator's time.  Within a pair of non-negative
+    weight the candidates come in descending score (items sorted by popularity), so the pair's
+    ``n``-th candidate is a score that ``n`` candidates of that position reach; the best such score
+    over the position's pairs is a lower bound of its ``n``-th best.  Anything strictly below it is
+    out, so the result of the top-``n`` is exactly unchanged (ties at the bound are kept).
+    """
+    if len(owner) == 0 or n <= 0:
+        return owner, cand, score
+    counts = np.bincount(owner, minlength=len(pair_pos))
+    first = np.cumsum(counts) - counts  # owners are contiguous and in pair order
+    full = np.flatnonzero((counts >= n) & (pair_weight >= 0))
+    if len(full) == 0:
+        return owner, cand, score
+    bound = np.full(int(pair_pos.max()) + 1, -np.inf)
+    np.maximum.at(bound, pair_pos[full], score[first[full] + n - 1])
+    keep = score >= bound[pair_pos[owner]]
+    return owner[keep], cand[keep], score[keep]
 
 
 def rank_within(sorted_keys: np.ndarray) -> np.ndarray:

@@ -16,6 +16,17 @@ import numpy as np
 
 __all__ = ["TreeEnsemble"]
 
+#: Rows from which prediction uses every core (at most 4): a batch of 10k customers scores ~1.4M
+#: candidate rows, where threads halve the time; the per-request path (~200 rows) stays on one
+#: thread, where OpenMP's start-up would cost more than it saves.  Results do not depend on it.
+_PARALLEL_ROWS = 50_000
+
+
+def _threads(rows: int) -> int:
+    import os
+
+    return min(os.cpu_count() or 1, 4) if rows >= _PARALLEL_ROWS else 1
+
 #: LightGBM's ``kZeroThreshold`` (``1e-35f``, a float widened to double): with ``missing_type`` Zero,
 #: values within ±this are "zero" and take the default branch.
 _LGB_ZERO = float(np.float32(1e-35))
@@ -229,8 +240,9 @@ class TreeEnsemble:
             f_idx = np.zeros(X.shape[1], dtype=np.uint32)
             cats = np.zeros((0, 8), dtype=np.uint32)
             total = np.full(n, self.baseline)
+            threads = _threads(n)
             for p in compiled:
-                total += p.predict(Xc, cats, f_idx, 1)  # type: ignore[attr-defined]
+                total += p.predict(Xc, cats, f_idx, threads)  # type: ignore[attr-defined]
             return total
         return self.predict_numpy(X)
 
