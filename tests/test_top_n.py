@@ -7,6 +7,7 @@ thousands; with ties at the k-th place (common: counts, planted structure) both 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,3 +65,30 @@ def test_single_customer_sparse_path_equals_batch_dense_path(synthetic_bundle_di
                 ids, scores = gen.recommend([c], 25, exclude_bought=exclude)
                 assert ids[0].tolist() == batch_ids[r].tolist(), (name, exclude, c)
                 np.testing.assert_allclose(scores[0], batch_scores[r], rtol=1e-6)
+
+
+@pytest.mark.parametrize("exclude_bought", [False, True])
+def test_neighbourhood_scorer_dense_and_sparse_routes_agree(exclude_bought: bool, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The shop-scale sparse route and the deep-history dense route give identical lists."""
+    import scipy.sparse as sp
+
+    from recsys.models import _implicit_util as util
+
+    rng = np.random.default_rng(3)
+    items = 400
+    history = sp.random(300, items, density=0.02, random_state=3, format="csr", dtype=np.float32)
+    history.data = np.round(history.data * 4, 1) + 0.1  # ties on purpose
+    neighbours = sp.random(items, items, density=0.03, random_state=4, format="csr", dtype=np.float32)
+    neighbours.data = np.round(neighbours.data * 3 - 0.5, 1)  # some negative, some zero
+    keep = np.ones(300, dtype=np.float32)
+    keep[rng.integers(0, 300, 20)] = 0  # customers with no history
+    history = sp.diags(keep) @ history
+    history.eliminate_zeros()
+    monkeypatch.setattr(util, "_DENSE_SHARE", 0.0)
+    dense = util.neighbourhood_top_n(history, neighbours, 25, exclude_bought=exclude_bought, dense_cells=5000)
+    monkeypatch.setattr(util, "_DENSE_SHARE", 10.0)
+    monkeypatch.setattr(util, "_SPARSE_ENTRIES", 700)  # several sparse chunks
+    sparse = util.neighbourhood_top_n(history, neighbours, 25, exclude_bought=exclude_bought, dense_cells=5000)
+    np.testing.assert_array_equal(dense[0], sparse[0])
+    np.testing.assert_array_equal(dense[1], sparse[1])
+    assert (dense[0] >= 0).sum() > 1000  # the comparison covers real lists

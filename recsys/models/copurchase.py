@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
-from recsys.models._implicit_util import SPARSE_ROWS, positive_top_n
+from recsys.models._implicit_util import SPARSE_ROWS, neighbourhood_top_n, positive_top_n
 from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param, top_n
 
 __all__ = ["CoPurchase"]
@@ -393,30 +393,15 @@ class CoPurchase(Recommender):
     def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
         """Recency-weighted sum of the neighbour rows of each customer's history.
 
-        Scored in dense blocks of customers (≈ 2M cells each): ``top_n``'s partial sort on a dense
-        block is several times faster than sorting the sparse candidates of a large batch.
+        ``neighbourhood_top_n`` picks dense blocks (deep grocery histories) or the sparse product
+        (shop-scale catalogues, where a customer touches a few thousand items).
         """
         n_items = len(self.item_ids_)
         local, items, w, _ = self._history_weights(rows)
         h = sp.csr_matrix((w.astype(np.float32), (local, items)), shape=(len(rows), n_items))
-        k = min(n, n_items)
         if 0 < len(rows) <= SPARSE_ROWS:  # the per-request path: the product touches a few thousand items
-            return positive_top_n(h @ self.nb_, k, h if exclude_bought else None)
-        out_idx = np.full((len(rows), k), -1, dtype=np.int64)
-        out_scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
-        step = max(1, _BLOCK_CELLS // max(n_items, 1))
-        for lo in range(0, len(rows), step):
-            sub = h[lo : lo + step]
-            if sub.nnz == 0:
-                continue
-            block = (sub @ self.nb_).toarray()
-            block[block <= 0] = -np.inf
-            if exclude_bought:
-                bought = sub.tocoo()
-                block[bought.row, bought.col] = -np.inf
-            out_idx[lo : lo + step], out_scores[lo : lo + step] = top_n(block, k)
-        out_idx[~np.isfinite(out_scores)] = -1
-        return out_idx, out_scores
+            return positive_top_n(h @ self.nb_, min(n, n_items), h if exclude_bought else None)
+        return neighbourhood_top_n(h, self.nb_, n, exclude_bought=exclude_bought, dense_cells=_BLOCK_CELLS)
 
     def complements(
         self,

@@ -46,6 +46,7 @@ from recsys.exceptions import ModelFitError, SchemaError, UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models._implicit_util import (
     SPARSE_ROWS,
+    neighbourhood_top_n,
     positive_top_n,
     bm25_item_norm,
     bm25_rows,
@@ -701,17 +702,9 @@ class ItemKNN(_ImplicitRecommender):
             out_idx[known], out_val[known] = positive_top_n(
                 history @ self.model_.similarity, k, history if exclude_bought else None)
             return out_idx, out_val
-        step = _block_rows(len(self.item_ids_))
-        for start in range(0, len(known), step):
-            block = known[start : start + step]
-            history = self.user_items_[rows[block]]
-            scores = (history @ self.model_.similarity).toarray()
-            scores[scores <= 0] = -np.inf  # a zero or negative sum is no evidence: not a candidate
-            if exclude_bought:
-                hit = history.tocoo()
-                scores[hit.row, hit.col] = -np.inf
-            out_idx[block], out_val[block] = top_n(scores, k)
-        out_idx[~np.isfinite(out_val)] = -1
+        history = self.user_items_[rows[known]]
+        out_idx[known], out_val[known] = neighbourhood_top_n(
+            history, self.model_.similarity, k, exclude_bought=exclude_bought, dense_cells=_SCORE_BLOCK_CELLS)
         return out_idx, out_val
 
     def _after_absorb(self, rows: np.ndarray) -> None:
