@@ -181,5 +181,13 @@ class Registry:
 
 
 def _jsonable(value: Any) -> Any:
-    """BentoML metadata must be plain JSON-ish values."""
-    return json.loads(json.dumps(value, default=str))
+    """BentoML metadata must be plain JSON-ish values, and refuses None: absent keys say 'none'."""
+
+    def drop_none(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: drop_none(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [drop_none(x) for x in v if x is not None]
+        return v
+
+    return drop_none(json.loads(json.dumps(value, default=str)))

@@ -205,7 +205,8 @@ def test_no_eval_retrain_fits_everything_and_is_not_promotable(last_day, tmp_pat
     reg = Registry()
     evaluated = reg.save(lambda p: (p / "x").write_text("x"), metadata={"headline": {"all.map": 0.3}},
                          version="nightly-evaluated")
-    nightly = reg.save(result.bundle.write_into, metadata={"headline": {}, "evaluated": False},
+    nightly = reg.save(result.bundle.write_into, metadata={"headline": {}, "evaluated": False,
+                                                           "evaluation_cutoff": None},  # as `recsys train` gives
                        version="nightly-noeval")
     reg.promote(evaluated, metric="all.map", force=True)
     with pytest.raises(PromotionRefusedError, match="--no-eval"):
@@ -229,3 +230,17 @@ def test_baselines_without_buy_again_then_popular() -> None:
     ds = generate_shop(seed=4, n_customers=500).dataset
     result = train(ds, _cfg(baselines=["popularity_global"]), progress=False, refit=False)
     assert "baseline:buy_again_then_popular" in set(result.metrics["model"])
+
+
+def test_cli_no_eval_saves_a_bundle_that_states_it(tmp_path: Path) -> None:
+    """`recsys train --no-eval` end to end: saved with evaluated=false in the store's metadata."""
+    from pipelines.cli import app
+
+    res = CliRunner().invoke(app, ["train", "--no-eval", "--no-progress", "--store", f"sqlite:///{tmp_path}/s.db"])
+    assert res.exit_code == 0, res.output
+    assert "not evaluated (--no-eval)" in res.output
+    tag = next(line.split()[1] for line in res.output.splitlines() if line.startswith("saved "))
+    version = Registry().get(tag)
+    assert version.metadata["evaluated"] is False and "evaluation_cutoff" not in version.metadata
+    manifest = Bundle.load(version.path).manifest
+    assert manifest["evaluated"] is False and manifest["data_end"]

@@ -76,7 +76,21 @@ class _Timer:
         t0 = time.perf_counter()
         yield
         self.stages[name] = round(self.stages.get(name, 0.0) + time.perf_counter() - t0, 3)
-        log.info("stage %-22s %7.2fs", name, time.perf_counter() - t0)
+        rss, peak = _memory_gb()
+        log.info("stage %-22s %7.2fs  rss %.2f GB (peak %.2f GB)", name, time.perf_counter() - t0, rss, peak)
+
+
+def _memory_gb() -> tuple[float, float]:
+    """(resident now, peak so far) of this process in GB: at shop scale, memory is the first limit."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+    try:
+        with open("/proc/self/statm") as fh:
+            rss = int(fh.read().split()[1]) * (resource.getpagesize() / 1e9)
+    except OSError:  # not Linux: the peak is what we have
+        rss = peak
+    return rss, peak
 
 
 def fit_generators(
