@@ -106,13 +106,34 @@ def sparse_top_n(scores: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]
         return out_idx, out_val
     lengths = np.diff(scores.indptr)
     rows = np.repeat(np.arange(b), lengths)
-    order = np.lexsort((scores.indices, -scores.data, rows))
+    order = _row_score_col_order(rows, scores.data, scores.indices, b, scores.shape[1])
     rank = np.arange(scores.nnz) - scores.indptr[rows[order]]
     keep = rank < n
     sel = order[keep]
     out_idx[rows[sel], rank[keep]] = scores.indices[sel]
     out_val[rows[sel], rank[keep]] = scores.data[sel]
     return out_idx, out_val
+
+
+def _row_score_col_order(rows: np.ndarray, data: np.ndarray, cols: np.ndarray, n_rows: int,
+                         n_cols: int) -> np.ndarray:
+    """The order of ``np.lexsort((cols, -data, rows))``, from one sort of packed 64-bit keys when they fit.
+
+    Why: the three-key lexsort was most of the sparse scorer's time; a float32 score maps to an
+    order-preserving 32-bit integer, so (row, score descending, column) packs into one uint64 whenever
+    rows and columns need ≤ 32 bits together (a batch of 10k customers × a 105k catalogue: 14 + 17).
+    """
+    row_bits = max(int(n_rows - 1).bit_length(), 1)
+    col_bits = max(int(n_cols - 1).bit_length(), 1)
+    vals = np.asarray(data, dtype=np.float32)
+    if row_bits + col_bits > 32 or not np.isfinite(vals).all():
+        return np.lexsort((cols, -vals.astype(np.float64), rows))
+    bits = (vals + np.float32(0.0)).view(np.uint32)  # + 0.0 folds -0.0 into 0.0
+    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # ascending float order
+    desc = (~ordered).astype(np.uint64)  # descending score
+    key = (rows.astype(np.uint64) << np.uint64(32 + col_bits)) | (desc << np.uint64(col_bits)) \
+        | cols.astype(np.uint64)
+    return np.argsort(key, kind="stable")
 
 
 #: Up to this many customers, neighbourhood models score through the sparse product instead of a dense
@@ -170,10 +191,12 @@ def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix
     )
 
 
-#: Above this share of the catalogue touched per customer, a dense block + partial sort beats sorting
-#: the sparse product (Complete Journey: a household's neighbourhood covers a third of 92k items);
-#: below it, the sparse route costs O(product entries) instead of O(customers × catalogue).
-_DENSE_SHARE = 0.05
+#: Above this share of the catalogue touched per customer (an upper bound from neighbour-row
+#: lengths), a dense block + partial sort beats sorting the sparse product (Complete Journey: a
+#: household's neighbourhood covers a third of 92k items); below it, the sparse route costs
+#: O(product entries) instead of O(customers × catalogue).  On the 10%-size synthetic shop (10.5k
+#: items, ~200 entries per customer) the sparse route is 4x faster than dense.
+_DENSE_SHARE = 0.02
 #: Stored entries of one sparse product handled at once (~12 bytes each).
 _SPARSE_ENTRIES = 20_000_000
 
