@@ -24,7 +24,7 @@ from recsys.bundle import Bundle
 from recsys.models.base import PAD_ID
 from recsys.rules import PlacementRules, RuleSet
 
-__all__ = ["OnlineRecommender", "Filters", "PLACEMENTS"]
+__all__ = ["OnlineRecommender", "Filters", "PLACEMENTS", "SOURCED_REASONS"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,12 @@ PLACEMENTS = ("product_page", "cart", "home", "for_you", "email")
 #: How much the page/cart context weighs against the customer's own history, per placement.
 CONTEXT_WEIGHT = {"product_page": 2.0, "cart": 2.0, "home": 0.5, "for_you": 0.5, "email": 0.5}
 _RRF_K = 20.0
+#: Reason types that point at a source item (the customer's purchase, the page or cart item, the item
+#: asked about).  Every other type ("popular", "trending_in_category", "similar_customers", "pinned",
+#: "ranked") is about the shop or about similar customers, so it must not carry a source item or date:
+#: the ranker keeps the source of whichever generator proposed a candidate, and a candidate labelled
+#: "Popular right now" that also says "bought … on 2025-03-02" contradicts itself on the page.
+SOURCED_REASONS = ("bought_with", "complements_category", "buy_again", "similar_items")
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ class OnlineRecommender:
             if out.height < n:
                 out = pl.concat([out, self._filtered_popular(filters, exclude=[*out["item_id"], *context],
                                                              n=n - out.height, cid=cid)], how="diagonal_relaxed")
-        out = out.head(n)
+        out = _consistent_reasons(out.head(n))
         # a dict lookup per returned item: replace_strict would turn the whole catalogue dict into a
         # mapping on every request (~20 ms for 92k items)
         cats = pl.Series("category", [self.item_category.get(i) for i in out["item_id"].to_list()], dtype=pl.String)
@@ -369,6 +375,17 @@ def _in_band(price: float | None, lo: float | None, hi: float | None) -> bool:
     if price is None:
         return False
     return (lo is None or price >= lo) and (hi is None or price <= hi)
+
+
+def _consistent_reasons(frame: pl.DataFrame) -> pl.DataFrame:
+    """Source item and date only where the reason type is about a source (``SOURCED_REASONS``)."""
+    if frame.height == 0:
+        return frame
+    sourced = pl.col("reason_type").is_in(list(SOURCED_REASONS)).fill_null(False)
+    return frame.with_columns(
+        pl.when(sourced).then(pl.col("source_item_id")).otherwise(None).alias("source_item_id"),
+        pl.when(sourced).then(pl.col("source_ts")).otherwise(None).alias("source_ts"),
+    )
 
 
 def _empty_ranked() -> pl.DataFrame:

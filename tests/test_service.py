@@ -88,6 +88,37 @@ def test_trousers_buyer_sees_belts_or_shoes_with_reason(service) -> None:  # typ
     assert any(x["type"] == "complements_category" and x["source_item_id"] == trousers for x in reasons)
 
 
+def test_reasons_match_their_source_fields(service) -> None:  # type: ignore[no-untyped-def]
+    """A reason's type matches its source fields, over many customers and every placement: shop-wide
+    reasons ("Popular right now", trending, similar customers, pinned) carry no source item or date; a
+    dated source is a purchase of that customer on that day; an undated one is a page/cart item."""
+    from serving.service import _reason_text
+
+    history = service.bundle.hybrid.history.frame
+    bought = {(c, i, t.date().isoformat()) for c, i, t in history.select("customer_id", "item_id", "ts").iter_rows()}
+    sourced = {"bought_with", "complements_category", "buy_again", "similar_items"}
+    checked = 0
+    for k, cid in enumerate(service.bundle.hybrid.history.customers.ids[:240:2]):
+        placement = ["for_you", "home", "product_page", "cart", "email"][k % 5]
+        context = [f"I{(k * 7) % 500 + 1:05d}"] if placement in ("product_page", "cart") else []
+        r = service.post("/recommend", json={"customer_id": cid, "n": 12, "placement": placement,
+                                             "context_item_ids": context})
+        assert r.status_code == 200, r.text
+        for item in r.json()["items"]:
+            reason = item["reason"]
+            checked += 1
+            if reason["type"] not in sourced:
+                assert reason["source_item_id"] is None and reason["source_date"] is None, (cid, item)
+                assert reason["text"] == _reason_text(reason["type"], None, None, {}), (cid, item)
+                continue
+            assert reason["source_item_id"], (cid, item)
+            if reason["source_date"] is not None:
+                assert (cid, reason["source_item_id"], reason["source_date"]) in bought, (cid, item)
+            elif reason["type"] != "buy_again":
+                assert reason["source_item_id"] in context, (cid, item)
+    assert checked > 1000
+
+
 @pytest.mark.parametrize(
     "body",
     [
