@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -94,7 +95,9 @@ def demo(
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=f"sqlite:///{(workdir / 'state.db').resolve()}",
                BENTOML_DO_NOT_TRACK="True", OPENBLAS_NUM_THREADS="1")
-    env.setdefault("RECSYS_API_KEY", "demo-key")
+    # The page gets the public key only; the admin key (erase, consent) stays here unless you set one.
+    env.setdefault("RECSYS_PUBLIC_KEY", "demo-public-key")
+    env.setdefault("RECSYS_API_KEY", secrets.token_urlsafe(16))
     env["RECSYS_DEMO"] = "1"  # the storefront page at /demo (it shows purchase histories: demo only)
     proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--port", str(port),
                              "--host", "127.0.0.1", "--working-dir", str(PROJECT_ROOT)], env=env, cwd=PROJECT_ROOT)

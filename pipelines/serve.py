@@ -19,7 +19,19 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
     store: Annotated[str, typer.Option(help="Event store URI (sqlite:///… or postgresql://…).")] =
         "sqlite:///data/state.db",
-    api_key: Annotated[str | None, typer.Option(envvar="RECSYS_API_KEY", help="Key for /events and admin.")] = None,
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", "--admin-key", envvar=["RECSYS_API_KEY", "RECSYS_ADMIN_KEY"],
+        help="The admin key (x-api-key header): every route, /admin/* (erase, consent, reload) included.")] = None,
+    public_key: Annotated[str | None, typer.Option(
+        envvar="RECSYS_PUBLIC_KEY",
+        help="The public key a web page may hold: reads and storefront events only.")] = None,
+    redis: Annotated[str | None, typer.Option(
+        envvar="RECSYS_REDIS_URL", help="redis://… to nudge other workers at once (they poll the store anyway).")] = None,
+    unknown_items: Annotated[str, typer.Option(
+        envvar="RECSYS_UNKNOWN_ITEMS", help="Events naming items not in the catalogue: 'reject' (422) or 'accept' "
+                                            "(stored, flagged, never folded in).")] = "reject",
+    max_body_bytes: Annotated[int, typer.Option(
+        envvar="RECSYS_MAX_BODY_BYTES", help="Larger request bodies are refused with 413.")] = 1_000_000,
     placements: Annotated[Path, typer.Option(help="Business rules per placement.")] =
         PROJECT_ROOT / "configs" / "placements.yaml",
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
@@ -30,8 +42,10 @@ def serve_cmd(
         "RECSYS_MODEL": model, "RECSYS_STORE_URI": store, "RECSYS_PLACEMENTS": str(placements),
         "BENTOML_DO_NOT_TRACK": "True", "OPENBLAS_NUM_THREADS": "1",
     })
-    if api_key:
-        env["RECSYS_API_KEY"] = api_key
+    env.update({"RECSYS_UNKNOWN_ITEMS": unknown_items, "RECSYS_MAX_BODY_BYTES": str(max_body_bytes)})
+    for name, value in (("RECSYS_API_KEY", api_key), ("RECSYS_PUBLIC_KEY", public_key), ("RECSYS_REDIS_URL", redis)):
+        if value:
+            env[name] = value
     cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--host", host,
            "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
     if workers != 1:

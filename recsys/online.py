@@ -108,7 +108,12 @@ class OnlineRecommender:
         self.item_category = dict(zip(cat["item_id"].to_list(), cat["category"].to_list(), strict=True))
         self.item_price = dict(zip(cat["item_id"].to_list(), cat["price"].to_list(), strict=True))
         self.item_name = dict(zip(cat["item_id"].to_list(), cat["name"].to_list(), strict=True))
+        #: The data clock: the model's reference time, moved forward only by folded-in purchases.  What
+        #: may reach it is the caller's to bound (serving/ refuses timestamps beyond now + a small skew).
         self.clock: datetime = self.hybrid.as_of
+        #: The first purchase of the model's data: events from before it are refused at the edge.
+        first = self.hybrid.history.frame["ts"].min()
+        self.data_start: datetime = first if isinstance(first, datetime) else self.clock
         self.carts: dict[str, list[str]] = {}
         self.cache = _Cache()
         #: Ranked candidates per known customer, computed in batch (cheap per customer) when a version
@@ -315,12 +320,19 @@ class OnlineRecommender:
     # ---------------------------------------------------------------- events
     def ingest(self, events: pl.DataFrame) -> dict[str, int]:
         """Fold events in: purchases update history and every generator's customer state (no retrain);
-        cart events set the customer's cart (its complements drive the next answer); a purchase empties it."""
+        cart events set the customer's cart (its complements drive the next answer); a purchase empties it.
+
+        Deterministic: the same batches in the same order give the same state (a stable sort; events of
+        items the catalogue does not have change nothing but are counted as ``unknown``), so a restart
+        that replays the stored events, or another worker reading them, reaches this worker's state.
+        """
         with self.lock:
-            counts = {"purchase": 0, "cart": 0, "other": 0}
+            counts = {"purchase": 0, "cart": 0, "other": 0, "unknown": 0}
             if events.height == 0:
                 return counts
-            events = events.sort("ts")
+            known = pl.Series([self.knows_item(i) for i in events["item_id"].to_list()], dtype=pl.Boolean)
+            counts["unknown"] = events.height - int(known.sum())
+            events = events.filter(known).sort("ts", maintain_order=True)
             purchases = events.filter(pl.col("event") == "purchase")
             for cid, item, ev in events.select("customer_id", "item_id", "event").iter_rows():
                 if ev == "cart":
@@ -349,8 +361,11 @@ class OnlineRecommender:
                 latest = purchases["ts"].max()
                 if isinstance(latest, datetime) and latest > self.clock:
                     # Other customers keep their precomputed ranking (hours-stale recency features);
-                    # customers with new events were dropped above and are ranked live.
+                    # customers with new events were dropped above and are ranked live.  Cached answers
+                    # were computed at the old clock (dated rules, "bought in the last N days"): drop
+                    # them, so an answer depends on the events folded in, not on when it was first asked.
                     self.clock = latest
+                    self.cache.data.clear()
             return counts
 
     def forget(self, customer_ids: Sequence[str]) -> int:

@@ -7,9 +7,10 @@ HTML/CSS/JS) calls the real public endpoints — ``/recommend`` (for_you, produc
 offer and a real shop has on its own side (sample customers, a customer's purchase history, product names
 and prices) comes from the small JSON helpers here.
 
-Why off by default: these helpers expose purchase history and the page carries the API key, so every
-route answers 404 unless ``RECSYS_DEMO=1`` is set in the service's environment (``recsys demo`` and the
-browser test set it).  Never set it on a public deployment.
+Why off by default: these helpers expose purchase history, so every route answers 404 unless
+``RECSYS_DEMO=1`` is set in the service's environment (``recsys demo`` and the browser test set it).
+Never set it on a public deployment.  The page carries only the *public* key (reads and storefront
+events, serving/auth.py), never the admin key that can erase customers.
 
 Wire it into the service's extra Starlette app::
 
@@ -39,7 +40,7 @@ _MAX_LIMIT = 50
 _HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
-    "cache-control": "no-store",  # the page carries the API key and answers carry purchase history
+    "cache-control": "no-store",  # the page carries the public key and answers carry purchase history
 }
 # The page's only script is demo.js; the config is inert JSON read by that script, so no inline code runs.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -138,10 +139,9 @@ class _Views:
         online = None if state is None else state.online
         categories: list[str] = sorted({c for c in online.item_category.values() if c}) if online else []
         config = {
-            # Injected ONLY because RECSYS_DEMO=1 (checked above): the page posts cart and purchase events
-            # to /events, which needs the key.  A real shop calls /events from its back end, never with the
-            # key in a browser; that is why this page must never be enabled on a public deployment.
-            "apiKey": getattr(getattr(state, "settings", None), "api_key", None),
+            # The public key only (RECSYS_PUBLIC_KEY): the page posts cart and purchase events to /events,
+            # which needs a key, and anything in a page is public.  Never the admin key (/admin/erase).
+            "apiKey": getattr(getattr(state, "settings", None), "public_key", None),
             "modelVersion": online.version if online else None,
             "categories": categories,
             "defaultCategory": "trousers" if "trousers" in categories else next(iter(categories), None),

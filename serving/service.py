@@ -1,23 +1,26 @@
 """The website's recommendation service (BentoML 1.4 ``@bentoml.service``).
 
-Thin by design: each endpoint validates its request (pydantic: a 400 names the field), checks the API
-key where needed, calls ``recsys.online.OnlineRecommender`` and shapes the answer.  Every answer carries
-``model_version``; unknown customers and items get cold-start answers, never a 5xx.
+Thin by design: ``RequestGuard`` (serving/guard.py) checks the key, media type, size and shape of every
+request before BentoML parses it (401/403/413/415/400/422, one JSON error shape, serving/errors.py);
+each endpoint then calls ``recsys.online.OnlineRecommender`` through ``ServingState`` and shapes the
+answer.  Every answer carries ``model_version``; unknown customers and items get cold-start answers,
+never a 5xx.  The OpenAPI document at ``/docs.json`` and the Swagger UI at ``/docs`` describe exactly
+this (serving/openapi.py).
 
 Start it with ``recsys serve`` (``bentoml serve serving.service:CrossSell`` underneath).
 """
 
 from __future__ import annotations
 
-import hmac
-import os
+import importlib.metadata
 import logging
+import os
 from datetime import datetime
 from typing import Any
 
 import bentoml
 import polars as pl
-from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,8 +30,13 @@ from recsys.online import Filters as OnlineFilters
 from recsys.online import OnlineRecommender
 from serving._bentoml_fix import patch_timeout_middleware
 from serving.demo import demo_routes
+from serving.errors import Detail, error_response, log_refusal
+from serving.guard import ApiRoute, RequestGuard
+from serving.openapi import build_spec, docs_routes
 from serving.schemas import (
     ComplementsRequest,
+    ConsentRequest,
+    ConsentResponse,
     EraseRequest,
     EraseResponse,
     EventsRequest,
@@ -38,7 +46,10 @@ from serving.schemas import (
     Reason,
     RecommendRequest,
     RecommendResponse,
+    ReloadRequest,
+    ReloadResponse,
     SimilarRequest,
+    StatusResponse,
 )
 from serving.state import ServingState, Settings
 
@@ -48,13 +59,14 @@ _state: ServingState | None = None  # one per worker process; set in CrossSell._
 
 
 class _NoBodies(logging.Filter):
-    """BentoML logs every rejected request with its traceback, whose pydantic message quotes the
-    offending input values: personal data in logs, and a traceback per bad request.  Keep the one-line
-    "Exception on /route [POST]" and drop the traceback."""
+    """A pydantic error's traceback quotes the offending input values: personal data in logs.  The
+    guard validates bodies before BentoML does, so BentoML should never log one; if it does, keep the
+    one line and drop the traceback.  Every other error keeps its traceback (a 5xx must be debuggable)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info = None
-        record.exc_text = None
+        if record.exc_info and isinstance(record.exc_info[1], ValidationError):
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 
@@ -79,24 +91,52 @@ def quiet_gc() -> None:
     gc.freeze()
 
 
-class Unauthorized(BentoMLException):
-    from http import HTTPStatus
+#: Every POST route: (request model and who may call it, response model, operation id, summary).  The
+#: guard enforces it and the OpenAPI document is built from it, so the two cannot disagree.
+ROUTES: dict[str, tuple[ApiRoute, type[BaseModel], str, str]] = {
+    "/recommend": (ApiRoute(RecommendRequest, "read"), RecommendResponse, "recommend",
+                   "Personalised items for a widget (product page, cart, home, for you, email)."),
+    "/complements": (ApiRoute(ComplementsRequest, "read"), RecommendResponse, "complements",
+                     "Goes well with a product (one id) or a cart (several ids)."),
+    "/similar": (ApiRoute(SimilarRequest, "read"), RecommendResponse, "similar", "Items similar to one item."),
+    "/popular": (ApiRoute(PopularRequest, "read"), RecommendResponse, "popular",
+                 "Bestsellers overall or in one category."),
+    "/events": (ApiRoute(EventsRequest, "events"), EventsResponse, "events",
+                "Purchases, carts, clicks, impressions: stored, then folded into the next answer of every worker."),
+    "/admin/erase": (ApiRoute(EraseRequest, "admin"), EraseResponse, "erase",
+                     "Forget customers everywhere: store, every model version, every worker."),
+    "/admin/consent": (ApiRoute(ConsentRequest, "admin"), ConsentResponse, "consent",
+                       "Record customers' email consent (overrides the dataset's for campaigns)."),
+    "/admin/reload": (ApiRoute(ReloadRequest, "admin"), ReloadResponse, "reload",
+                      "Load the promoted (or configured) model version now instead of at the next poll."),
+}
+_env_settings: Settings | None = None
 
-    error_code = HTTPStatus.UNAUTHORIZED
+
+def _settings() -> Settings:
+    """The worker's settings (its state's once started; the environment's before)."""
+    global _env_settings
+    if _state is not None:
+        return _state.settings
+    if _env_settings is None:
+        _env_settings = Settings.from_env()
+    return _env_settings
+
+
+def openapi_spec() -> dict[str, Any]:
+    return build_spec(ROUTES, _settings(), version=importlib.metadata.version("crosssell"))
 
 
 async def _status(request: Request) -> JSONResponse:
     """Which version is served and why not, if not ready (BentoML serves /healthz, /livez, /readyz itself)."""
     s = _state
-    body: dict[str, Any] = {"status": "ok", "ready": bool(s and s.ready)}
-    if s is not None:
-        body["model_version"] = s.online.version if s.online else None
-        if s.last_error:
-            body["last_error"] = s.last_error
-    return JSONResponse(body)
+    body = StatusResponse(status="ok", ready=bool(s and s.ready),
+                          model_version=s.online.version if s is not None and s.online else None,
+                          last_error=s.last_error if s is not None else None)
+    return JSONResponse(body.model_dump())
 
 
-extra = Starlette(routes=[Route("/status", _status, methods=["GET"])])
+extra = Starlette(routes=[Route("/status", _status, methods=["GET"]), *docs_routes()])
 extra.routes.extend(demo_routes(lambda: _state))  # /demo storefront page: off unless RECSYS_DEMO=1
 
 
@@ -148,6 +188,17 @@ def _json(body: bytes) -> Response:
     return Response(body, media_type="application/json")
 
 
+def _refuse(ctx: bentoml.Context, route: str, status: int, message: str, details: list[Detail]) -> JSONResponse:
+    """An endpoint's own refusal (what only the served model can judge): logged at INFO, one line.
+    BentoML copies ``ctx.response.status_code`` onto the returned response, so both are set."""
+    if status < 500:
+        log_refusal("POST", route, status, message, details)
+    else:
+        log.warning("POST %s -> %d %s", route, status, message)
+    ctx.response.status_code = status
+    return error_response(status, message, details)
+
+
 @bentoml.asgi_app(extra, path="/")
 @bentoml.service(
     name="crosssell",
@@ -170,61 +221,63 @@ class CrossSell:
     def __is_ready__(self) -> bool:
         return self.state.ready
 
-    # ------------------------------------------------------------- helpers
-    def _online(self) -> OnlineRecommender:
-        online = self.state.online  # one read: this request uses this version throughout
-        if online is None:
-            raise ServiceUnavailable(f"no model loaded yet ({self.state.last_error or 'starting'})")
-        return online
+    @bentoml.on_shutdown
+    def _shutdown(self) -> None:
+        """Stop the watcher and the log follower (their threads would outlive the app in tests)."""
+        self.state.stop()
 
-    def _check_key(self, ctx: bentoml.Context, *, write: bool) -> None:
-        if not write and self.settings.open_reads:
-            return
-        expected = self.settings.api_key
-        given = ctx.request.headers.get("x-api-key", "")
-        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-            raise Unauthorized("missing or wrong x-api-key header")
+    # ------------------------------------------------------------- helpers
+    def _unavailable(self, ctx: bentoml.Context, route: str) -> JSONResponse:
+        return _refuse(ctx, route, 503, f"no model loaded yet ({self.state.last_error or 'starting'})", [])
 
     # ----------------------------------------------------------- endpoints
     @bentoml.api(route="/recommend")
     async def recommend(self, req: RecommendRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Personalised items for a widget (product page, cart, home, for you, email)."""
-        self._check_key(ctx, write=False)
-        online = self._online()
+        online = self.state.online  # one read: this request uses this version throughout
+        if online is None:
+            return self._unavailable(ctx, "/recommend")  # type: ignore[return-value]
         f = req.filters
         filters = OnlineFilters(tuple(f.categories), tuple(f.exclude_item_ids), f.price_min, f.price_max)
         explain = req.explain
         body = online.recommend(req.customer_id, placement=req.placement, n=req.n,
                                 context_item_ids=req.context_item_ids, filters=filters,
                                 render=(f"json:{explain}", lambda frame: _body(online, _items(frame, online, explain))))
-        return _json(body)
+        return _json(body)  # type: ignore[return-value]
 
     @bentoml.api(route="/complements")
     async def complements(self, req: ComplementsRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """"Goes well with" a product (one id) or a cart (several ids)."""
-        self._check_key(ctx, write=False)
-        online = self._online()
-        return _json(_body(online, _items(online.complements(req.item_ids, req.n), online, True)))
+        online = self.state.online
+        if online is None:
+            return self._unavailable(ctx, "/complements")  # type: ignore[return-value]
+        return _json(_body(online, _items(online.complements(req.item_ids, req.n), online, True)))  # type: ignore[return-value]
 
     @bentoml.api(route="/similar")
     async def similar(self, req: SimilarRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Items similar to one item."""
-        self._check_key(ctx, write=False)
-        online = self._online()
-        return _json(_body(online, _items(online.similar(req.item_id, req.n), online, True)))
+        online = self.state.online
+        if online is None:
+            return self._unavailable(ctx, "/similar")  # type: ignore[return-value]
+        return _json(_body(online, _items(online.similar(req.item_id, req.n), online, True)))  # type: ignore[return-value]
 
     @bentoml.api(route="/popular")
     async def popular(self, req: PopularRequest, /, ctx: bentoml.Context) -> RecommendResponse:
         """Bestsellers overall or in one category."""
-        self._check_key(ctx, write=False)
-        online = self._online()
-        return _json(_body(online, _items(online.popular(req.category, req.n), online, True)))
+        online = self.state.online
+        if online is None:
+            return self._unavailable(ctx, "/popular")  # type: ignore[return-value]
+        return _json(_body(online, _items(online.popular(req.category, req.n), online, True)))  # type: ignore[return-value]
 
     @bentoml.api(route="/events")
     def events(self, req: EventsRequest, /, ctx: bentoml.Context) -> EventsResponse:
-        """Purchases, carts, clicks, impressions (one or a batch): stored, then folded in (needs the API key)."""
-        self._check_key(ctx, write=True)
-        online = self._online()
+        """Purchases, carts, clicks, impressions (one or a batch): stored, then folded in by every worker."""
+        online = self.state.online
+        if online is None:
+            return self._unavailable(ctx, "/events")  # type: ignore[return-value]
+        refused = self.state.check_events(req.events, online)
+        if refused:
+            return _refuse(ctx, "/events", 422, "events refused", refused)  # type: ignore[return-value]
         rows = [e.model_dump() for e in req.events]
         for r in rows:
             if r["ts"] is None:
@@ -234,15 +287,33 @@ class CrossSell:
         frame = pl.DataFrame(rows, schema={
             "customer_id": pl.String, "item_id": pl.String, "event": pl.String, "ts": pl.Datetime("us"),
             "quantity": pl.Float32, "price": pl.Float64, "order_id": pl.String, "source": pl.String})
-        stored, counts = self.state.ingest(frame, model_version=online.version)
-        return EventsResponse(model_version=online.version, stored=stored, purchases=counts.get("purchase", 0),
-                              carts=counts.get("cart", 0))
+        stored = self.state.ingest(frame, online=online)
+        known = [online.knows_item(e.item_id) for e in req.events]
+        kinds = [e.event for e, k in zip(req.events, known, strict=True) if k]
+        return EventsResponse(model_version=online.version, stored=stored, purchases=kinds.count("purchase"),
+                              carts=kinds.count("cart"), unknown_items=known.count(False))
 
     @bentoml.api(route="/admin/erase")
     def erase(self, req: EraseRequest, /, ctx: bentoml.Context) -> EraseResponse:
-        """Forget customers everywhere this service holds them (needs the API key)."""
-        self._check_key(ctx, write=True)
+        """Forget customers everywhere this service holds them (admin key)."""
         report = self.state.erase(req.customer_ids)
         return EraseResponse(erased=report.requested - len(report.unknown), unknown=report.unknown)
 
+    @bentoml.api(route="/admin/consent")
+    def consent(self, req: ConsentRequest, /, ctx: bentoml.Context) -> ConsentResponse:
+        """Record email consent per customer (admin key); campaigns read it from the store."""
+        consents = {c.customer_id: c.email_consent for c in req.consents}
+        self.state.store.set_consent(consents)
+        return ConsentResponse(updated=len(consents))
 
+    @bentoml.api(route="/admin/reload")
+    def reload(self, req: ReloadRequest, /, ctx: bentoml.Context) -> ReloadResponse:
+        """Check the registry now and swap in the wanted version if it changed (admin key)."""
+        swapped = self.state.refresh()
+        online = self.state.online
+        return ReloadResponse(model_version=online.version if online else None, swapped=swapped,
+                              last_error=self.state.last_error)
+
+
+CrossSell.add_asgi_middleware(RequestGuard, routes={path: r[0] for path, r in ROUTES.items()},
+                              settings=_settings, spec=openapi_spec)

@@ -1,21 +1,31 @@
-"""What the service keeps: the current ``OnlineRecommender``, the event store, and a model watcher.
+"""What the service keeps: the current ``OnlineRecommender``, the event store, a model watcher and a
+log follower.
 
 Why a watcher thread instead of a class-scope ``bentoml.models.BentoModel`` reference: promotion is a
 runtime decision (``recsys models promote``) and the site must pick the new version up without a
 restart.  The watcher polls the registry's promotion file; a new version is loaded *beside* the serving
-one, catches up on stored events, and replaces it in one reference assignment, so in-flight requests
+one, replays the stored events, and replaces it in one reference assignment, so in-flight requests
 finish on the version they started with and no request sees two.  A version that fails to load is
 logged and skipped: the old one keeps serving (or the service stays not-ready if there is none).
+
+Why the store is the log: an event is stored first and then folded in *from the store*, by every
+worker, in the store's order (``seq``), batch by batch — the worker that received it as soon as it is
+written, the others within ``sync_seconds`` (serving/sync.py).  Every worker, and a restart replaying the
+table, therefore reaches the same state.  Which stored events fold into a model is one rule
+(``_foldable``): after the model's reference time (older ones are its training data's business), not
+beyond the time received plus the clock skew (a timestamp from before this check existed cannot move the
+clock), and of an item the model's catalogue has.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import polars as pl
 
 from recsys.bundle import Bundle
 from recsys.exceptions import RecsysError
@@ -23,37 +33,17 @@ from recsys.online import OnlineRecommender
 from recsys.registry import Registry
 from recsys.rules import load_placements
 from recsys.store import Store
+from serving.errors import detail
+from serving.settings import PROJECT_ROOT, Settings
+from serving.sync import LogFollower
+
+__all__ = ["ServingState", "Settings", "PROJECT_ROOT"]
 
 log = logging.getLogger("crosssell.service")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Service settings from the environment (``recsys serve`` sets them from its flags/config)."""
-
-    model: str = "promoted"
-    store_uri: str = "sqlite:///data/state.db"
-    api_key: str | None = None
-    placements: str = str(PROJECT_ROOT / "configs" / "placements.yaml")
-    watch_seconds: float = 2.0
-    open_reads: bool = True
-    #: Customers whose ranking is precomputed at load (None = all known customers).
-    precompute_max: int | None = None
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            model=env.get("RECSYS_MODEL", cls.model),
-            store_uri=env.get("RECSYS_STORE_URI", cls.store_uri),
-            api_key=env.get("RECSYS_API_KEY") or None,
-            placements=env.get("RECSYS_PLACEMENTS", cls.placements),
-            watch_seconds=float(env.get("RECSYS_WATCH_SECONDS", cls.watch_seconds)),
-            open_reads=env.get("RECSYS_OPEN_READS", "true").lower() in ("1", "true", "yes"),
-            precompute_max=int(env["RECSYS_PRECOMPUTE_MAX"]) if env.get("RECSYS_PRECOMPUTE_MAX") else None,
-        )
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class ServingState:
@@ -68,8 +58,12 @@ class ServingState:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._erasures_seen = -1
+        self._watermark = 0  # the newest event seq folded into self.online
+        self.follower = LogFollower(self.catch_up, interval=settings.sync_seconds, redis_url=settings.redis_url)
         if not settings.api_key:
-            log.warning("RECSYS_API_KEY is not set: /events and admin routes will refuse every request")
+            log.warning("no admin key (RECSYS_API_KEY): /admin routes will refuse every request")
+        if not settings.public_key and not settings.api_key:
+            log.warning("no keys set (RECSYS_PUBLIC_KEY, RECSYS_API_KEY): /events will refuse every request")
 
     @property
     def ready(self) -> bool:
@@ -82,6 +76,67 @@ class ServingState:
             self.last_error = str(exc)
             return None
 
+    # ------------------------------------------------------------- events
+    def check_events(self, events: list[Any], online: OnlineRecommender) -> list[dict[str, Any]]:
+        """What the schema cannot say about a batch of events: each ``ts`` within [the model's first
+        purchase - backfill policy, max(now, the model's clock) + skew], each item in the catalogue
+        (unless the unknown-items policy is ``accept``).  One detail per offending field."""
+        s = self.settings
+        lo = online.data_start - timedelta(days=s.backfill_days)
+        hi = max(utcnow(), online.hybrid.as_of) + timedelta(seconds=s.clock_skew_seconds)
+        span = f"between {lo:%Y-%m-%dT%H:%M:%S} and {hi:%Y-%m-%dT%H:%M:%S} UTC"
+        out = []
+        for i, e in enumerate(events):
+            if e.ts is not None and not lo <= e.ts <= hi:
+                out.append(detail(["body", "events", i, "ts"], f"must lie {span} (the model's data start, "
+                                  f"now plus {s.clock_skew_seconds:g}s of clock skew)", "ts_out_of_range"))
+            if s.unknown_items == "reject" and not online.knows_item(e.item_id):
+                out.append(detail(["body", "events", i, "item_id"], f"item {e.item_id} is not in the catalogue "
+                                  f"of {online.version}", "unknown_item"))
+        return out
+
+    def ingest(self, events: pl.DataFrame, *, online: OnlineRecommender) -> int:
+        """Store events (one batch of the log), fold in everything up to them, nudge the other workers.
+        Unknown items are flagged (``flags = 'unknown_item'``) and never folded in."""
+        flags = [None if online.knows_item(i) else "unknown_item" for i in events["item_id"].to_list()]
+        events = events.with_columns(pl.Series("flags", flags, dtype=pl.String))
+        with self._swap_lock:
+            stored = self.store.add_events(events, model_version=online.version, received_at=utcnow())
+            self._catch_up_locked()
+        self.follower.notify()
+        return stored
+
+    def _foldable(self, rows: pl.DataFrame, online: OnlineRecommender) -> pl.DataFrame:
+        ref = online.hybrid.reference_time
+        skew = timedelta(seconds=self.settings.clock_skew_seconds)
+        limit = pl.max_horizontal(pl.col("received_at"), pl.lit(online.hybrid.as_of)) + pl.lit(skew)
+        return rows.filter((pl.col("ts") > ref) & (pl.col("ts") <= limit))
+
+    def _fold(self, online: OnlineRecommender, rows: pl.DataFrame) -> None:
+        """Fold log rows in, one stored batch at a time, in log order (what every worker does)."""
+        rows = self._foldable(rows, online)
+        if rows.height == 0:
+            return
+        for batch in rows.partition_by("batch", maintain_order=True):
+            online.ingest(batch)
+
+    def catch_up(self) -> int:
+        """Fold in events other workers stored, and forget customers erased elsewhere (the follower's tick)."""
+        with self._swap_lock:
+            return self._catch_up_locked()
+
+    def _catch_up_locked(self) -> int:
+        online = self.online
+        if online is None:
+            return 0
+        rows = self.store.events_after(self._watermark)
+        if rows.height:
+            self._fold(online, rows)
+            self._watermark = int(rows["seq"].max())  # type: ignore[arg-type]
+        self.apply_erasures()
+        return rows.height
+
+    # ------------------------------------------------------------ erasure
     def apply_erasures(self) -> int:
         """Forget, in the serving model, every customer whose erasure the store records (any process
         may have recorded it: ``recsys erase``, another worker, the admin endpoint)."""
@@ -99,6 +154,21 @@ class ServingState:
         self._erasures_seen = count
         return len(ids)
 
+    def erase(self, customer_ids: list[str]) -> Any:
+        """Erase in the store and in every stored model version, and forget in memory at once."""
+        from recsys.privacy import erase_everywhere
+
+        with self._swap_lock:
+            known_now = {c for c in customer_ids if self.online is not None and self.online.knows_customer(c)}
+            report = erase_everywhere(customer_ids, self.store, self.registry)
+            if self.online is not None:
+                self.online.forget(list(customer_ids))
+            report.unknown = [c for c in report.unknown if c not in known_now]
+            self._erasures_seen = -1
+        self.follower.notify()
+        return report
+
+    # -------------------------------------------------------- model swaps
     def refresh(self) -> bool:
         """Load the wanted version if it is not the serving one; True if a swap happened."""
         tag = self._wanted_tag()
@@ -115,10 +185,11 @@ class ServingState:
             log.error("model %s not loaded, %s: %s", tag, "keeping " + current if current else "not ready", exc)
             return False
         with self._swap_lock:
-            events = self.store.events(since=bundle.reference_time)
-            if events.height:
-                fresh.ingest(events.filter(events["ts"] > bundle.reference_time))
+            upto = self.store.last_event_seq()
+            events = self.store.events_after(0, upto=upto, ts_after=bundle.reference_time)
+            self._fold(fresh, events)
             self.online = fresh  # the swap: one reference assignment
+            self._watermark = upto
             self._erasures_seen = -1
             self.apply_erasures()
         self.last_error = None
@@ -126,7 +197,8 @@ class ServingState:
 
         gc.collect()  # the old version's objects go now, in the background thread, not during a request
         gc.freeze()
-        log.info("serving %s (loaded and %d customers precomputed in %.2fs, %d stored events replayed)", tag, ready,
+        log.info("model swap %s -> %s at %s UTC (loaded and %d customers precomputed in %.2fs, %d stored events "
+                 "replayed)", current or "none", tag, f"{utcnow():%Y-%m-%dT%H:%M:%S}", ready,
                  time.perf_counter() - t0, events.height)
         return True
 
@@ -134,35 +206,17 @@ class ServingState:
         self.refresh()
         self._thread = threading.Thread(target=self._watch, name="model-watcher", daemon=True)
         self._thread.start()
+        self.follower.start()
 
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.watch_seconds):
             try:
                 self.refresh()
-                with self._swap_lock:
-                    self.apply_erasures()
             except Exception:  # noqa: BLE001 - the watcher must survive anything
                 log.exception("model watcher")
 
     def stop(self) -> None:
         self._stop.set()
-
-    def ingest(self, events, *, model_version: str | None):  # type: ignore[no-untyped-def]
-        """Store events durably first, then fold them into the serving model."""
-        with self._swap_lock:
-            stored = self.store.add_events(events, model_version=model_version)
-            counts = self.online.ingest(events) if self.online else {"purchase": 0, "cart": 0}
-        return stored, counts
-
-    def erase(self, customer_ids):  # type: ignore[no-untyped-def]
-        """Erase in the store and in every stored model version, and forget in memory at once."""
-        from recsys.privacy import erase_everywhere
-
-        with self._swap_lock:
-            known_now = {c for c in customer_ids if self.online is not None and self.online.knows_customer(c)}
-            report = erase_everywhere(customer_ids, self.store, self.registry)
-            if self.online is not None:
-                self.online.forget(list(customer_ids))
-            report.unknown = [c for c in report.unknown if c not in known_now]
-            self._erasures_seen = -1
-        return report
+        self.follower.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)

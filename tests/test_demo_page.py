@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ARTEFACTS = ROOT / "bench" / "results"
-KEY = "demo-page-key"
+KEY = "demo-page-key"  # the admin key: never in the page
+PUBLIC_KEY = "demo-page-public-key"  # the page's key: reads and storefront events
 WAIT = 30.0  # seconds the browser may take for one step (a wait, never an assertion on time)
 
 
@@ -77,7 +78,8 @@ def helper_app(synthetic_bundle_dir: Path):  # type: ignore[no-untyped-def]
     bundle = Bundle.load(synthetic_bundle_dir)
     placements = load_placements(ROOT / "configs" / "placements.yaml")
     online = OnlineRecommender(bundle, placements, version="crosssell:t1")
-    state = SimpleNamespace(online=online, settings=SimpleNamespace(api_key="k</script><b>x"))
+    state = SimpleNamespace(online=online, settings=SimpleNamespace(api_key="admin-secret-key",
+                                                                    public_key="k</script><b>x"))
     switch = {"on": True}
     app = Starlette(routes=demo_routes(lambda: state, enabled=lambda: switch["on"]))
     with TestClient(app) as client:
@@ -124,7 +126,8 @@ def test_page_injects_config_as_inert_json(helper_app) -> None:  # type: ignore[
     raw = re.search(r'<script type="application/json" id="demo-config">(.*?)</script>', r.text, re.S)
     assert raw is not None
     config = json.loads(raw.group(1))
-    assert config["apiKey"] == "k</script><b>x"
+    assert config["apiKey"] == "k</script><b>x"  # the public key
+    assert "admin-secret-key" not in r.text  # never the admin key, which can call /admin/erase
     assert config["modelVersion"] == "crosssell:t1"
     assert config["defaultCategory"] == "trousers"
     assert set(config["categories"]) == set(helper_app.bundle.catalogue["category"].unique().to_list())
@@ -235,7 +238,8 @@ def server(synthetic_bundle_dir: Path,  # type: ignore[no-untyped-def]
     work = tmp_path_factory.mktemp("demo-server")
     store_uri = f"sqlite:///{work / 'state.db'}"
     port = _free_port()
-    env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=store_uri, RECSYS_API_KEY=KEY, RECSYS_DEMO="1",
+    env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=store_uri, RECSYS_API_KEY=KEY,
+               RECSYS_PUBLIC_KEY=PUBLIC_KEY, RECSYS_DEMO="1",
                RECSYS_WORKERS="1", RECSYS_WATCH_SECONDS="1", BENTOML_DO_NOT_TRACK="True",
                OPENBLAS_NUM_THREADS="1")
     log = open(work / "server.log", "wb")  # noqa: SIM115 - closed in the finally below
@@ -251,7 +255,8 @@ def server(synthetic_bundle_dir: Path,  # type: ignore[no-untyped-def]
                 log.flush()
                 pytest.fail("the service did not become ready:\n" + (work / "server.log").read_text()[-3000:])
             time.sleep(0.3)
-        status, _ = _get(f"{url}/demo")
+        status, page = _get(f"{url}/demo")
+        assert KEY not in page and PUBLIC_KEY in page  # only the public key reaches the browser
         if status == 404:
             pytest.fail("GET /demo is 404 with RECSYS_DEMO=1: serving/service.py must mount the demo routes "
                         "(extra.routes.extend(demo_routes(lambda: _state)))")
@@ -402,7 +407,7 @@ def test_trousers_buyer_sees_complements_and_the_cart_updates_live(  # type: ign
     assert after and after != before
     assert not {first["item"], shirt} & set(after)  # never what is already in the cart
 
-    # The service stored both cart events for this customer (the page sent the key).
+    # The service stored both cart events for this customer (the page sent the public key).
     events = Store(server.store_uri).events([cid]).filter(pl.col("event") == "cart")
     assert sorted(events["item_id"].to_list()) == sorted([first["item"], shirt])
 

@@ -16,7 +16,8 @@ from recsys.bundle import Bundle
 from recsys.registry import Registry
 
 pytestmark = pytest.mark.integration
-KEY = "test-key"
+KEY = "test-key"  # the admin key (RECSYS_API_KEY, `recsys serve --api-key`)
+PUBLIC = "test-public-key"  # the web page's key (RECSYS_PUBLIC_KEY)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory
     reg.promote(tag, metric="all.map", force=True)
     state_dir = tmp_path_factory.mktemp("state")
     os.environ.update({"RECSYS_STORE_URI": f"sqlite:///{state_dir / 'state.db'}", "RECSYS_API_KEY": KEY,
-                       "RECSYS_WATCH_SECONDS": "0.2", "RECSYS_MODEL": "promoted"})
+                       "RECSYS_PUBLIC_KEY": PUBLIC, "RECSYS_WATCH_SECONDS": "0.2", "RECSYS_MODEL": "promoted"})
     from serving.service import CrossSell
 
     with TestClient(app=CrossSell.to_asgi()) as client:
@@ -151,23 +152,24 @@ def test_cold_start_never_fails(service, body: dict) -> None:  # type: ignore[no
         ("/similar", {}, "item_id"),
     ],
 )
-def test_bad_input_is_400_naming_the_field(service, route: str, body: dict, field: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_422_naming_the_field(service, route: str, body: dict, field: str) -> None:  # type: ignore[no-untyped-def]
     r = service.post(route, json=body)
-    assert r.status_code == 400, r.text
+    assert r.status_code == 422, r.text
     detail = r.json()["detail"]
     assert any(field in [str(p) for p in d["loc"]] for d in detail), detail
     assert "bad id with spaces" not in r.text  # errors do not echo the request body
 
 
-def test_events_need_the_api_key(service) -> None:  # type: ignore[no-untyped-def]
+def test_events_need_a_key(service) -> None:  # type: ignore[no-untyped-def]
     body = {"events": [{"customer_id": "C000010", "item_id": "I00050", "event": "click"}]}
     assert service.post("/events", json=body).status_code == 401
     assert service.post("/events", json=body, headers={"x-api-key": "wrong"}).status_code == 401
-    r = service.post("/events", json=body, headers={"x-api-key": KEY})
-    assert r.status_code == 200 and r.json()["stored"] == 1
+    for key in (KEY, PUBLIC):
+        r = service.post("/events", json=body, headers={"x-api-key": key})
+        assert r.status_code == 200 and r.json()["stored"] == 1
     too_many = {"events": [body["events"][0]] * 1001}
     r = service.post("/events", json=too_many, headers={"x-api-key": KEY})
-    assert r.status_code == 400 and "events" in r.text
+    assert r.status_code == 422 and "events" in r.text
 
 
 def test_events_change_the_next_answer(service) -> None:  # type: ignore[no-untyped-def]
@@ -266,7 +268,7 @@ bodies = st.one_of(fields, json_values)
 
 
 def _never_5xx(service, route: str, body: object) -> None:  # type: ignore[no-untyped-def]
-    r = service.post(route, json=body, headers={"x-api-key": KEY} if route == "/events" else {})
+    r = service.post(route, json=body, headers={"x-api-key": PUBLIC} if route == "/events" else {})
     assert r.status_code < 500, (route, body, r.text)
 
 
@@ -287,6 +289,7 @@ def test_admin_erase_forgets_at_once(service) -> None:  # type: ignore[no-untype
     victim = service.bundle.hybrid.history.customers.ids[3]
     body = {"customer_ids": [victim, "nobody-here"]}
     assert service.post("/admin/erase", json=body).status_code == 401
+    assert service.post("/admin/erase", json=body, headers={"x-api-key": PUBLIC}).status_code == 403
     r = service.post("/admin/erase", json=body, headers={"x-api-key": KEY})
     assert r.status_code == 200, r.text
     assert r.json() == {"erased": 1, "unknown": ["nobody-here"]}

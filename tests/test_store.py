@@ -65,3 +65,51 @@ def test_postgres_store(pg_uri: str) -> None:
     store = Store(pg_uri)
     _exercise(store)
     store.close()
+
+
+def _log_behaviour(store: Store) -> None:
+    """The events table is a log: seq only grows (never reused after an erasure), one batch per call in
+    time order, and a reader past its watermark sees exactly the new rows."""
+    assert store.last_event_seq() == 0
+    store.add_events(_events().reverse(), model_version="v1")  # stored in time order whatever the input order
+    log = store.events_after(0)
+    assert log["seq"].to_list() == sorted(log["seq"].to_list()) and log["batch"].n_unique() == 1
+    assert log["ts"].to_list() == sorted(log["ts"].to_list())
+    mark = store.last_event_seq()
+    store.erase(["c2"])  # deletes the newest row
+    store.add_events(_events().head(1).with_columns(pl.lit("unknown_item").alias("flags")))
+    new = store.events_after(mark)
+    assert new.height == 1 and new["seq"][0] > mark and new["flags"].to_list() == ["unknown_item"]
+    assert store.events_after(0, upto=mark)["seq"].max() <= mark
+    assert store.events_after(0, ts_after=datetime(2025, 1, 1))["ts"].min() > datetime(2025, 1, 1)
+
+
+def test_sqlite_events_are_a_log(tmp_path: Path) -> None:
+    _log_behaviour(Store(f"sqlite:///{tmp_path / 'state.db'}"))
+
+
+@pytest.mark.postgres
+def test_postgres_events_are_a_log(pg_uri: str) -> None:
+    store = Store(pg_uri)
+    _log_behaviour(store)
+    store.close()
+
+
+def test_store_from_before_the_log_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("""CREATE TABLE events (customer_id TEXT NOT NULL, item_id TEXT NOT NULL, event TEXT NOT NULL,
+        ts TIMESTAMP NOT NULL, quantity REAL NOT NULL DEFAULT 1, price REAL, order_id TEXT, source TEXT,
+        model_version TEXT, received_at TIMESTAMP NOT NULL)""")
+    conn.executemany("INSERT INTO events VALUES (?, ?, 'purchase', ?, 1, NULL, NULL, NULL, NULL, ?)",
+                     [("c1", "b", "2025-01-03 00:00:00", "2025-01-03 00:00:00"),
+                      ("c1", "a", "2025-01-01 00:00:00", "2025-01-03 00:00:00")])
+    conn.commit()
+    conn.close()
+    store = Store(f"sqlite:///{path}")
+    log = store.events_after(0)
+    assert log["item_id"].to_list() == ["a", "b"] and log["seq"].to_list() == [1, 2]
+    store.add_events(_events().head(1))
+    assert store.last_event_seq() == 3 and Store(f"sqlite:///{path}").count("events") == 3

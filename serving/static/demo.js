@@ -2,7 +2,7 @@
 //
 //   POST /recommend   placement for_you | product_page | cart   (the widgets)
 //   POST /complements                                          ("goes well with" for anonymous visitors)
-//   POST /events      cart and purchase events                  (needs the API key)
+//   POST /events      cart and purchase events                  (needs the public key)
 //
 // Names, prices, sample customers and purchase histories come from /demo/* helpers: a real shop has them
 // in its own catalogue and order system.  Everything is built with DOM calls (textContent), never
@@ -94,7 +94,7 @@
   }
 
   function curl(path, body, withKey) {
-    const key = withKey ? " -H 'x-api-key: $RECSYS_API_KEY'" : "";
+    const key = withKey ? " -H 'x-api-key: $RECSYS_PUBLIC_KEY'" : "";
     return `curl -s -X POST ${location.origin}${path} -H 'content-type: application/json'${key} \\\n  -d '${JSON.stringify(body)}'`;
   }
 
