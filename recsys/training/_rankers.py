@@ -126,7 +126,7 @@ def train_rankers(
                       .with_columns(suffix))
         frames_new.append(frame_new.with_columns(
             pl.Series("_y", label_candidates(frame_new, win.inside.purchases))).with_columns(suffix))
-        del hybrid, gens, frame, frame_new
+        del hybrid, gens, frame, frame_new, win  # the window's data copies must not outlive it
     info["windows"] = len(frames)
     ranker = ranker_new = None
     with timer("fit ranker"):
