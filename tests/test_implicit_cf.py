@@ -388,3 +388,26 @@ def test_als_beats_random_on_held_out_last_purchase_category(
     sold = model.item_ids_.ids[model.item_seen_]
     random_hits = np.mean([w in {category[i] for i in rng.choice(sold, 5, replace=False)} for w in wanted])
     assert als_hits > random_hits + 0.1, (als_hits, random_hits)
+
+
+def test_als_max_items_scores_only_the_bestsellers(shop: SyntheticShop, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With ``max_items`` the lists are the full model's scores restricted to the pool of bestsellers."""
+    full = ALS(factors=16, iterations=5, max_items=None).fit(shop.dataset)
+    pooled = ALS(factors=16, iterations=5, max_items=60).fit(shop.dataset)
+    counts = shop.dataset.purchases["item_id"].value_counts()
+    assert len(pooled.item_pool_) == 60  # type: ignore[arg-type]
+    pool_ids = set(pooled.item_ids_.ids[pooled.item_pool_])
+    top = set(counts.sort("count", descending=True)["item_id"].head(40).to_list())
+    assert len(top & pool_ids) >= 35  # the pool is the bestsellers (ties at the edge aside)
+    customers = pooled.customer_ids_.ids[:40]
+    for exclude in (False, True):
+        ids, scores = pooled.recommend(customers, 10, exclude_bought=exclude)
+        assert set(ids.ravel()) - {""} <= pool_ids
+        # same factors (same seed): the pooled list is the full ranking filtered to the pool
+        f_ids, _ = full.recommend(customers, 600, exclude_bought=exclude)
+        for row, f_row in zip(ids, f_ids, strict=True):
+            assert row.tolist() == [i for i in f_row if i in pool_ids][:10]
+    pooled.save(tmp_path / "als")
+    loaded = ALS.load(tmp_path / "als")
+    np.testing.assert_array_equal(loaded.item_pool_, pooled.item_pool_)  # type: ignore[arg-type]
+    assert (loaded.recommend(customers, 10)[0] == pooled.recommend(customers, 10)[0]).all()

@@ -291,6 +291,15 @@ class _FactorRecommender(_ImplicitRecommender):
         if known.size == 0:
             return out_idx, out_val
         users = rows[known]
+        pool = getattr(self, "item_pool_", None)
+        if pool is not None:  # score only the pool (every pool item was bought, so none is cold)
+            k = min(k, len(pool))
+            out_idx, out_val = out_idx[:, :k], out_val[:, :k]
+            self.model_.num_threads = _threads(len(users) * len(pool))
+            ids, scores = self.model_.recommend(users, self.user_items_[users], N=k,
+                                                filter_already_liked_items=exclude_bought, items=pool)
+            out_idx[known], out_val[known] = from_implicit(ids, scores)
+            return out_idx, out_val
         cold = np.flatnonzero(~self.item_seen_)
         self.model_.num_threads = _threads(len(users) * len(self.item_ids_))
         ids, scores = self.model_.recommend(
@@ -373,6 +382,11 @@ class ALS(_FactorRecommender):
         purchase); ``None`` counts every purchase equally.
     random_state
         Seed of the factor initialisation.
+    max_items
+        Score only the ``max_items`` most bought items (``None``: the whole catalogue).  Why: scoring
+        is customers × catalogue dot products; at 105k items that is most of a batch run's time, while
+        the long tail rarely reaches a customer's top 40 (on the H&M-sized synthetic shop the top 20k
+        of 105k items carry 84 % of purchases).  Fold-in and ``similar`` still use every item.
     """
 
     def __init__(
@@ -387,6 +401,7 @@ class ALS(_FactorRecommender):
         bm25_b: float = 0.8,
         half_life_days: float | None = None,
         random_state: int | None = 0,
+        max_items: int | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
@@ -397,6 +412,7 @@ class ALS(_FactorRecommender):
         self.bm25_b = bm25_b
         self.half_life_days = half_life_days
         self.random_state = random_state
+        self.max_items = max_items
 
     def _validate_params(self) -> None:
         check_param(self, "factors", self.factors, "an int in [1, inf)",
@@ -415,6 +431,8 @@ class ALS(_FactorRecommender):
         _check_half_life(self, self.half_life_days)
         check_param(self, "random_state", self.random_state, "an int in [0, inf) or None",
                     self.random_state is None or (_is_int(self.random_state) and self.random_state >= 0))
+        check_param(self, "max_items", self.max_items, "an int in [1, inf) or None",
+                    self.max_items is None or (_is_int(self.max_items) and self.max_items >= 1))
 
     def _confidence(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         """Confidence ``1 + alpha * w`` on the stored cells of ``counts`` (rows = customers).
@@ -453,7 +471,16 @@ class ALS(_FactorRecommender):
         model.item_factors[~self.item_seen_] = 0.0
         model._item_norms = None
         model._YtY = None
+        self.item_pool_ = self._pool(counts)
         return model
+
+    def _pool(self, counts: sp.csr_matrix) -> np.ndarray | None:
+        """The ``max_items`` items with most (decayed) purchases, sorted by index; ``None`` = all seen."""
+        if self.max_items is None or self.max_items >= int(self.item_seen_.sum()):
+            return None
+        sold = np.asarray(counts.sum(axis=0)).ravel()
+        top = np.argsort(-sold, kind="stable")[: int(self.max_items)]
+        return np.sort(top[sold[top] > 0]).astype(np.int32)
 
     def _new_model(self) -> AlternatingLeastSquares:
         # alpha is applied in ``_confidence`` (one place for fit and fold-in), so implicit's is 1.
@@ -481,11 +508,14 @@ class ALS(_FactorRecommender):
             "item_factors": np.asarray(self.model_.item_factors),
             "bm25_item_norm": self.bm25_item_norm_,
         }
+        if getattr(self, "item_pool_", None) is not None:
+            arrays["item_pool"] = self.item_pool_
         return arrays, {"reference_time": self.reference_time_.isoformat()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self._set_base_state(arrays, meta)
         self.bm25_item_norm_ = arrays["bm25_item_norm"]
+        self.item_pool_ = arrays.get("item_pool")
         with single_blas():
             model = self._new_model()
         model.factors = int(arrays["item_factors"].shape[1])
