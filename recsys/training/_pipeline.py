@@ -114,8 +114,11 @@ def fit_generators(
             skipped[name] = str(exc)
             log.warning("generator %s skipped: %s", name, exc)
             continue
+        seconds = time.perf_counter() - t0
         if timer is not None:
-            timer.stages[f"fit{label}:{name}"] = round(time.perf_counter() - t0, 3)
+            timer.stages[f"fit{label}:{name}"] = round(seconds, 3)
+        log.info("fitted %-20s on %s purchases in %6.1fs  rss %.2f GB (peak %.2f GB)", name,
+                 f"{data.purchases.height:,}", seconds, *_memory_gb())
     return fitted, skipped
 
 
