@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -99,12 +97,21 @@ def demo(
     env.setdefault("RECSYS_PUBLIC_KEY", "demo-public-key")
     env.setdefault("RECSYS_API_KEY", secrets.token_urlsafe(16))
     env["RECSYS_DEMO"] = "1"  # the storefront page at /demo (it shows purchase histories: demo only)
-    proc = subprocess.Popen([sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--port", str(port),
-                             "--host", "127.0.0.1", "--working-dir", str(PROJECT_ROOT)], env=env, cwd=PROJECT_ROOT)
+    from serving.process import bentoml_serve_cmd, start_service, stop_on_signals, stop_service
+
+    with stop_on_signals():  # SIGTERM, like Ctrl+C, stops the service and every worker (the finally below)
+        _serve(start_service(bentoml_serve_cmd(host="127.0.0.1", port=port, working_dir=PROJECT_ROOT), env=env,
+                             cwd=PROJECT_ROOT), url, tag, result.bundle, serve_seconds)
+
+
+def _serve(proc, url: str, tag: str, bundle, serve_seconds: float | None) -> None:  # type: ignore[no-untyped-def]
+    """Wait for the service, show one real request, serve until Ctrl+C/SIGTERM or ``serve_seconds``."""
+    from serving.process import stop_service
+
     try:
         if not _wait_ready(url, 90):
             raise typer.Exit(1)
-        customer = _trouser_buyer(result.bundle)
+        customer = _trouser_buyer(bundle)
         body = json.dumps({"customer_id": customer, "placement": "for_you", "n": 3})
         req = urllib.request.Request(f"{url}/recommend", data=body.encode(), headers={"content-type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -120,8 +127,4 @@ def demo(
     except KeyboardInterrupt:
         pass
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_service(proc)

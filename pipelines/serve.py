@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,9 +44,19 @@ def serve_cmd(
     for name, value in (("RECSYS_API_KEY", api_key), ("RECSYS_PUBLIC_KEY", public_key), ("RECSYS_REDIS_URL", redis)):
         if value:
             env[name] = value
-    cmd = [sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--host", host,
-           "--port", str(port), "--working-dir", str(PROJECT_ROOT)]
+    from serving.process import bentoml_serve_cmd, start_service, stop_on_signals, stop_service
+
     if workers != 1:
         env["RECSYS_WORKERS"] = str(workers)
     typer.echo(f"serving {model} on http://{host}:{port}  (docs: http://{host}:{port}/docs)")
-    raise typer.Exit(subprocess.call(cmd, env=env, cwd=PROJECT_ROOT))
+    # SIGTERM or Ctrl+C stops the supervisor and every worker (their own process group), freeing the port.
+    with stop_on_signals():
+        proc = start_service(bentoml_serve_cmd(host=host, port=port, working_dir=PROJECT_ROOT), env=env,
+                             cwd=PROJECT_ROOT)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            code = 0
+        finally:
+            stop_service(proc)
+    raise typer.Exit(code)

@@ -196,7 +196,7 @@ class Store:
     def events_after(self, seq: int, *, upto: int | None = None, ts_after: datetime | None = None) -> pl.DataFrame:
         """Log rows with ``seq > seq`` (and ``<= upto``, ``ts > ts_after``), in log order, with ``seq``,
         ``batch`` and ``flags``: what a serving worker has not folded in yet."""
-        where, params = ["seq > ?"], [seq]
+        where, params = ["seq > ?"], list[Any]([seq])
         if upto is not None:
             where.append("seq <= ?")
             params.append(upto)
@@ -205,7 +205,8 @@ class Store:
             params.append(ts_after)
         rows = self._query(f"SELECT {', '.join(LOG_COLUMNS)} FROM events WHERE {' AND '.join(where)} ORDER BY seq",
                            params)
-        schema = {"seq": pl.Int64, **self._events_frame([]).schema, "batch": pl.String, "flags": pl.String}
+        schema: dict[str, Any] = {"seq": pl.Int64, **self._events_frame([]).schema, "batch": pl.String,
+                                  "flags": pl.String}
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def events(self, customer_ids: Iterable[str] | None = None, *, since: datetime | None = None) -> pl.DataFrame:

@@ -172,6 +172,8 @@ class StatusResponse(BaseModel):
     ready: bool
     model_version: str | None = None
     last_error: str | None = None
+    worker: int = Field(description="The answering worker's process id (which of several workers answered).")
+    events_seen: int = Field(0, description="The newest stored event this worker has folded in (log seq).")
 
 
 class ErrorDetail(BaseModel):

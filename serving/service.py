@@ -132,7 +132,8 @@ async def _status(request: Request) -> JSONResponse:
     s = _state
     body = StatusResponse(status="ok", ready=bool(s and s.ready),
                           model_version=s.online.version if s is not None and s.online else None,
-                          last_error=s.last_error if s is not None else None)
+                          last_error=s.last_error if s is not None else None, worker=os.getpid(),
+                          events_seen=s.watermark if s is not None else 0)
     return JSONResponse(body.model_dump())
 
 
@@ -315,5 +316,6 @@ class CrossSell:
                               last_error=self.state.last_error)
 
 
-CrossSell.add_asgi_middleware(RequestGuard, routes={path: r[0] for path, r in ROUTES.items()},
-                              settings=_settings, spec=openapi_spec)
+# (the decorators made CrossSell a bentoml Service; mypy still sees the class)
+CrossSell.add_asgi_middleware(  # type: ignore[attr-defined]
+    RequestGuard, routes={path: r[0] for path, r in ROUTES.items()}, settings=_settings, spec=openapi_spec)

@@ -69,6 +69,11 @@ class ServingState:
     def ready(self) -> bool:
         return self.online is not None
 
+    @property
+    def watermark(self) -> int:
+        """The newest event ``seq`` folded into the serving model."""
+        return self._watermark
+
     def _wanted_tag(self) -> str | None:
         try:
             return self.registry.resolve(self.settings.model).tag

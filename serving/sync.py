@@ -104,6 +104,7 @@ class LogFollower:
         if self._redis is None:
             import redis
 
+            assert self.redis_url is not None  # only called when a URL is configured
             self._redis = redis.Redis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=2)
         return self._redis
 

@@ -99,3 +99,15 @@ def synthetic_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bundles") / "synthetic"
     result.bundle.save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def fresh_bentoml_metrics() -> None:
+    """Forget the Prometheus metrics of an earlier in-process BentoML app.  BentoML's metrics middleware
+    registers its histograms in the process-wide registry on an app's first request, so a second app in
+    the same test session (each service test module starts its own) would fail with DuplicateTimeseries."""
+    from prometheus_client import REGISTRY
+
+    for collector, names in list(REGISTRY._collector_to_names.items()):  # noqa: SLF001 - no public iterator
+        if any(name.startswith("bentoml_") for name in names):
+            REGISTRY.unregister(collector)

@@ -43,7 +43,7 @@ def _config(max_examples: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def app(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def app(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, fresh_bentoml_metrics: None):  # type: ignore[no-untyped-def]
     """The service's ASGI app, started by schemathesis' own ASGI client (which keeps one lifespan per
     app for the process; a second client of ours would start a second service instance)."""
     from schemathesis.python import asgi as st_asgi

@@ -21,7 +21,7 @@ PUBLIC = "test-public-key"  # the web page's key (RECSYS_PUBLIC_KEY)
 
 
 @pytest.fixture(scope="module")
-def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, fresh_bentoml_metrics: None):  # type: ignore[no-untyped-def]
     import os
 
     from starlette.testclient import TestClient

@@ -22,7 +22,7 @@ POST_ROUTES = ["/recommend", "/complements", "/similar", "/popular", "/events", 
 
 
 @pytest.fixture(scope="module")
-def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, fresh_bentoml_metrics: None):  # type: ignore[no-untyped-def]
     from starlette.testclient import TestClient
 
     bundle = Bundle.load(synthetic_bundle_dir)
