@@ -7,7 +7,9 @@ tree ranker treats as "this generator did not propose it" — itself informative
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -15,6 +17,11 @@ import polars as pl
 from recsys.models.base import PAD_ID, Recommender
 
 __all__ = ["collect_candidates", "widen"]
+
+#: Threads asking generators at once in a batch (the machine's cores, at most 4), and the batch size
+#: from which they are used.
+_WORKERS = min(os.cpu_count() or 1, 4)
+_THREADED_FROM = 200
 
 _LONG_SCHEMA = {
     "customer_id": pl.String,
@@ -78,23 +85,32 @@ def collect_candidates(
     date used in explanations.  Customers a generator does not know simply get nothing from it.
     """
     customers = np.asarray(list(customer_ids), dtype=object)
-    parts = []
-    for name, gen in generators.items():
+
+    def one(name: str, gen: Recommender) -> pl.DataFrame | None:
         k = n if isinstance(n, int) else n.get(name, 0)
         if k <= 0 or len(customers) == 0:
-            continue
+            return None
         known = customers if gen.serves_unknown else customers[_known_mask(gen, customers)]
         if len(known) == 0:
-            continue
+            return None
         explain = getattr(gen, "recommend_with_sources", None)
         if explain is not None:
             kwargs = {"exclude_bought": True} if exclude_bought else {}
             if exclude_bought and "exclude_bought" not in _params(explain):
-                continue  # a generator that cannot leave bought items out has nothing new to offer
-            parts.append(_with_sources(name, explain(known.tolist(), k, **kwargs)))
-        else:
-            ids, scores = gen.recommend(known, k, on_unknown="empty", exclude_bought=exclude_bought)
-            parts.append(_from_arrays(name, known, ids, scores).select(list(_LONG_SCHEMA)))
+                return None  # a generator that cannot leave bought items out has nothing new to offer
+            return _with_sources(name, explain(known.tolist(), k, **kwargs))
+        ids, scores = gen.recommend(known, k, on_unknown="empty", exclude_bought=exclude_bought)
+        return _from_arrays(name, known, ids, scores).select(list(_LONG_SCHEMA))
+
+    # Generators are independent and their heavy parts (sparse products, BLAS, polars) release the
+    # GIL, so a batch asks them in threads; results do not depend on it (each generator is asked by
+    # one thread, in order).  Small requests stay on one thread, where a pool costs more than it saves.
+    workers = min(_WORKERS, len(generators)) if len(customers) >= _THREADED_FROM else 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="candidates") as pool:
+            parts = [p for p in pool.map(one, generators.keys(), generators.values()) if p is not None]
+    else:
+        parts = [p for p in map(one, generators.keys(), generators.values()) if p is not None]
     if not parts:
         return pl.DataFrame(schema=_LONG_SCHEMA)
     return pl.concat(parts, how="vertical_relaxed").filter(pl.col("score").is_finite())
