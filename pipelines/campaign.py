@@ -8,7 +8,6 @@ over machines; ``--run-id`` makes retries idempotent): keep them stable.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -41,21 +40,12 @@ def _open_store(uri: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
 
 
 def _write_atomic(frame: pl.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    os.close(fd)
-    try:
-        if out.suffix == ".csv":
-            frame.write_csv(tmp)
-        elif out.suffix == ".json":
-            Path(tmp).write_text(frame.write_json())
-        else:
-            frame.write_parquet(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from recsys._io import atomic_write, atomic_write_text
+
+    if out.suffix == ".json":
+        atomic_write_text(out, frame.write_json())
+    else:
+        atomic_write(out, frame.write_csv if out.suffix == ".csv" else frame.write_parquet)
 
 
 @app.command("run")

@@ -12,15 +12,14 @@ promoted version's is refused unless the caller forces it.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from recsys._io import atomic_write_text
 from recsys.exceptions import BundleError, PromotionRefusedError
 
 __all__ = ["MODEL_NAME", "ModelVersion", "Registry"]
@@ -45,7 +44,7 @@ class ModelVersion:
         return None if value is None else float(value)
 
 
-def _bentoml():  # type: ignore[no-untyped-def]
+def _bentoml() -> Any:
     import bentoml  # lazy: importing bentoml costs ~1 s and reads its home at import
 
     return bentoml
@@ -58,12 +57,25 @@ class Registry:
     ----------
     home
         BentoML home; ``None`` uses BentoML's own resolution (``$BENTOML_HOME`` or ``~/bentoml``).
+        A given home is used through its own ``ModelStore`` (``<home>/models``), handed to every
+        ``bentoml.models`` call: the process environment and BentoML's global container are left
+        alone, so two registries with different homes can live in one process.
     """
 
     def __init__(self, home: str | Path | None = None) -> None:
-        if home is not None:
-            os.environ["BENTOML_HOME"] = str(home)
         self._home = Path(home) if home is not None else None
+        self._model_store: Any = None
+
+    def _store_kw(self) -> dict[str, Any]:
+        """``{"_model_store": ...}`` for a given home (BentoML's injectable store argument), else ``{}``."""
+        if self._home is None:
+            return {}
+        if self._model_store is None:
+            from bentoml._internal.models.model import ModelStore
+
+            (self._home / "models").mkdir(parents=True, exist_ok=True)
+            self._model_store = ModelStore(self._home / "models")
+        return {"_model_store": self._model_store}
 
     @property
     def home(self) -> Path:
@@ -85,7 +97,8 @@ class Registry:
         if not _VERSION_RE.match(version):
             raise BundleError(f"invalid version {version!r}: use lowercase letters, digits, '-', '_' and '.'")
         labels = {"kind": "crosssell-bundle"}
-        with bentoml.models.create(f"{MODEL_NAME}:{version}", metadata=_jsonable(metadata), labels=labels) as m:
+        with bentoml.models.create(f"{MODEL_NAME}:{version}", metadata=_jsonable(metadata), labels=labels,
+                                   **self._store_kw()) as m:
             write(Path(m.path))
         return f"{MODEL_NAME}:{version}"
 
@@ -94,7 +107,7 @@ class Registry:
         """All versions, newest first."""
         bentoml = _bentoml()
         try:
-            models = bentoml.models.list(MODEL_NAME)
+            models = bentoml.models.list(MODEL_NAME, **self._store_kw())
         except bentoml.exceptions.NotFound:  # an empty store: no versions, not an error
             return []
         out = []
@@ -107,7 +120,7 @@ class Registry:
         if ":" not in tag:
             tag = f"{MODEL_NAME}:{tag}"
         try:
-            m = bentoml.models.get(tag)
+            m = bentoml.models.get(tag, **self._store_kw())
         except bentoml.exceptions.NotFound:
             known = ", ".join(v.tag for v in self.versions()[:5]) or "none"
             raise BundleError(f"model {tag} not found in {self.home} (recent: {known})") from None
@@ -134,11 +147,7 @@ class Registry:
         return json.loads(self.state_file.read_text())
 
     def _write_state(self, state: dict[str, Any]) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.state_file.parent, prefix=".registry.")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(state, fh, indent=2)
-        os.replace(tmp, self.state_file)
+        atomic_write_text(self.state_file, json.dumps(state, indent=2), mode=None)  # (private, as before)
 
     def promoted(self) -> ModelVersion | None:
         tag = self._state()["promoted"]

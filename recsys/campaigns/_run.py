@@ -32,8 +32,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +44,7 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from recsys._io import atomic_write, atomic_write_text
 from recsys.bundle import Bundle
 from recsys.campaigns._audience import build_audience
 from recsys.campaigns._config import Campaign
@@ -171,31 +170,11 @@ class CampaignRun:
     def write_picks(self, out: str | Path) -> Path:
         """Write the picks atomically (``.parquet``, or ``.csv`` by suffix)."""
         out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-        os.close(fd)
-        try:
-            if out.suffix == ".csv":
-                self.picks.write_csv(tmp)
-            else:
-                self.picks.write_parquet(tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return out
+        return atomic_write(out, self.picks.write_csv if out.suffix == ".csv" else self.picks.write_parquet)
 
     def write_summary(self, path: str | Path) -> Path:
         """Write the summary as JSON atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(self.summary, fh, indent=2, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        return path
+        return atomic_write_text(path, json.dumps(self.summary, indent=2, default=str))
 
 
 def _campaign_rules(campaign: Campaign, placements: Mapping[str, PlacementRules]) -> PlacementRules:

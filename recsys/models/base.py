@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
@@ -30,6 +27,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys._io import atomic_dir  # re-exported: it lived here before recsys._io
 from recsys.dataset import Dataset
 from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownIdError
 from recsys.idmap import IdMap
@@ -141,34 +139,6 @@ def interaction_matrix(
     if weight == "binary":
         m.data[:] = 1.0
     return m
-
-
-class atomic_dir:
-    """Context manager: write into a temp dir beside ``path``, then swap it into place on success.
-
-    Why: a crash mid-save must never leave a half-written model where a loader would find it.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        if self.path.exists():
-            old = self.path.with_name(f".{self.path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.path, old)
-            os.replace(self.tmp, self.path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(self.tmp, self.path)
 
 
 class Recommender(ABC):

@@ -36,8 +36,6 @@ import difflib
 import itertools
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +47,7 @@ import polars as pl
 import scipy.sparse as sp
 import yaml
 
+from recsys._io import atomic_write_text
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError, ModelFitError, UnknownIdError
 from recsys.idmap import IdMap
@@ -694,17 +693,7 @@ class CategoryComplements(Recommender):
             )
         )
         text = self._csv(frame) if suffix == ".csv" else self._markdown(frame, n)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(text)
-            os.chmod(tmp, 0o644)  # mkstemp makes it private; this is a report meant to be shared
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, text)  # a report meant to be shared: 0o644
 
     @staticmethod
     def _csv(frame: pl.DataFrame) -> str:
