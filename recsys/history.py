@@ -21,6 +21,24 @@ from recsys.idmap import IdMap
 __all__ = ["PurchaseHistory"]
 
 _COLS = ("customer_id", "item_id", "ts", "price", "quantity", "order_id")
+#: Pending (appended) rows are merged into the indexed base past this many, or 1 % of the base.
+_COMPACT_MIN_ROWS = 10_000
+
+
+def _conform(purchases: pl.DataFrame) -> pl.DataFrame:
+    """Purchases only, in the history's columns and dtypes (absent optional columns filled)."""
+    if "event" in purchases.columns:
+        purchases = purchases.filter(pl.col("event") == "purchase")
+    return purchases.select(
+        pl.col("customer_id").cast(pl.String),
+        pl.col("item_id").cast(pl.String),
+        pl.col("ts").cast(pl.Datetime("us")),
+        pl.col("price").cast(pl.Float64) if "price" in purchases.columns else pl.lit(None, pl.Float64).alias("price"),
+        pl.col("quantity").cast(pl.Float32) if "quantity" in purchases.columns
+        else pl.lit(1.0, pl.Float32).alias("quantity"),
+        pl.col("order_id").cast(pl.String) if "order_id" in purchases.columns
+        else pl.lit(None, pl.String).alias("order_id"),
+    )
 
 
 class PurchaseHistory:
@@ -33,22 +51,11 @@ class PurchaseHistory:
     """
 
     def __init__(self, purchases: pl.DataFrame) -> None:
-        if "event" in purchases.columns:
-            purchases = purchases.filter(pl.col("event") == "purchase")
-        frame = purchases.select(
-            pl.col("customer_id").cast(pl.String),
-            pl.col("item_id").cast(pl.String),
-            pl.col("ts").cast(pl.Datetime("us")),
-            pl.col("price").cast(pl.Float64) if "price" in purchases.columns else pl.lit(None, pl.Float64).alias("price"),
-            pl.col("quantity").cast(pl.Float32) if "quantity" in purchases.columns
-            else pl.lit(1.0, pl.Float32).alias("quantity"),
-            pl.col("order_id").cast(pl.String) if "order_id" in purchases.columns
-            else pl.lit(None, pl.String).alias("order_id"),
-        ).sort("customer_id", "ts", "item_id")
-        self._set(frame)
+        self._set(_conform(purchases).sort("customer_id", "ts", "item_id"))
 
     def _set(self, frame: pl.DataFrame) -> None:
-        self.frame = frame
+        """Make ``frame`` (sorted by customer, ts, item) the indexed base, with no pending rows."""
+        self._base = frame
         cust = frame["customer_id"]
         if frame.height:
             bounds = frame.select(
@@ -58,53 +65,98 @@ class PurchaseHistory:
             ids = cust.gather(starts).to_list()
         else:
             starts, ids = np.array([], dtype=np.int64), []
-        self.customers = IdMap(ids)
+        self._customers = IdMap(ids)
         self.indptr = np.r_[starts, frame.height].astype(np.int64)
+        self._delta = frame.clear()
+        self._delta_customers: set[str] = set()
+
+    def _compact(self) -> None:
+        """Merge the pending rows into the indexed base (one sort of everything)."""
+        if self._delta.height:
+            self._set(pl.concat([self._base, self._delta]).sort("customer_id", "ts", "item_id"))
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """Every purchase, sorted by (customer, ts, item); merges pending rows first."""
+        self._compact()
+        return self._base
+
+    @property
+    def customers(self) -> IdMap:
+        """Known customers in id order; merges pending rows first."""
+        self._compact()
+        return self._customers
 
     # ------------------------------------------------------------------ query
     def __contains__(self, customer_id: object) -> bool:
-        return customer_id in self.customers
+        return customer_id in self._customers or customer_id in self._delta_customers
 
     def __len__(self) -> int:
-        return self.frame.height
+        return self._base.height + self._delta.height
+
+    def _pending_of(self, customer_ids: set[str]) -> pl.DataFrame:
+        if not self._delta_customers.intersection(customer_ids):
+            return self._delta.clear()
+        ids = pl.Series(sorted(customer_ids), dtype=pl.String)
+        return self._delta.filter(pl.col("customer_id").is_in(ids.implode()))
 
     def of(self, customer_id: str) -> pl.DataFrame:
         """One customer's purchases, oldest first (empty frame if unknown)."""
-        row = self.customers.get(customer_id)
-        if row < 0:
-            return self.frame.clear()
-        return self.frame.slice(int(self.indptr[row]), int(self.indptr[row + 1] - self.indptr[row]))
+        row = self._customers.get(customer_id)
+        base = (self._base.clear() if row < 0 else
+                self._base.slice(int(self.indptr[row]), int(self.indptr[row + 1] - self.indptr[row])))
+        if customer_id not in self._delta_customers:
+            return base
+        return pl.concat([base, self._pending_of({customer_id})]).sort("ts", "item_id")
 
     def of_many(self, customer_ids: Iterable[str]) -> pl.DataFrame:
-        """Purchases of several customers (unknown ones contribute nothing)."""
-        rows = self.customers.index(list(customer_ids))
+        """Purchases of several customers (unknown ones contribute nothing), sorted by (customer, ts, item)."""
+        wanted = list(customer_ids)
+        rows = self._customers.index(wanted)
         rows = rows[rows >= 0]
         if len(rows) == 0:
-            return self.frame.clear()
-        if len(rows) > 200:
-            ids = pl.Series(self.customers.ids[rows].tolist(), dtype=pl.String)
-            return self.frame.filter(pl.col("customer_id").is_in(ids.implode()))
-        idx = np.concatenate([np.arange(self.indptr[r], self.indptr[r + 1]) for r in rows])
-        return self.frame[idx]
+            base = self._base.clear()
+        elif len(rows) > 200:
+            ids = pl.Series(self._customers.ids[rows].tolist(), dtype=pl.String)
+            base = self._base.filter(pl.col("customer_id").is_in(ids.implode()))
+        else:
+            idx = np.concatenate([np.arange(self.indptr[r], self.indptr[r + 1]) for r in rows])
+            base = self._base[idx]
+        pending = self._pending_of(set(wanted))
+        if pending.height == 0:
+            return base
+        return pl.concat([base, pending]).sort("customer_id", "ts", "item_id")
 
     @property
     def last_ts(self) -> datetime | None:
-        return self.frame["ts"].max() if self.frame.height else None  # type: ignore[return-value]
+        stamps = [f["ts"].max() for f in (self._base, self._delta) if f.height]
+        return max(stamps) if stamps else None  # type: ignore[type-var,return-value]
 
     # ---------------------------------------------------------------- update
     def append(self, interactions: pl.DataFrame) -> PurchaseHistory:
-        """Add new purchases (fold-in); returns self."""
-        new = PurchaseHistory(interactions).frame
+        """Add new purchases (fold-in); returns self.
+
+        Why pending rows: the service folds one customer's event in at a time, and re-sorting and
+        re-indexing every purchase (31M at shop scale: seconds) per event would stall every request.
+        New rows wait beside the indexed base, per-customer reads merge them, and they are merged into
+        the base only when they grow past 1 % of it (or a whole-table reader asks), so the cost per
+        event stays proportional to the event.
+        """
+        new = _conform(interactions)
         if new.height:
-            self._set(pl.concat([self.frame, new]).sort("customer_id", "ts", "item_id"))
+            self._delta = pl.concat([self._delta, new])
+            self._delta_customers.update(new["customer_id"].unique().to_list())
+            if self._delta.height > max(_COMPACT_MIN_ROWS, self._base.height // 100):
+                self._compact()
         return self
 
     def forget(self, customer_ids: Sequence[str]) -> int:
         """Remove every row of these customers (erasure); returns rows removed."""
-        before = self.frame.height
+        self._compact()
+        before = self._base.height
         ids = pl.Series(list(customer_ids), dtype=pl.String)
-        self._set(self.frame.filter(~pl.col("customer_id").is_in(ids.implode())))
-        return before - self.frame.height
+        self._set(self._base.filter(~pl.col("customer_id").is_in(ids.implode())))
+        return before - self._base.height
 
     # ----------------------------------------------------------- persistence
     def save(self, path: str | Path) -> None:

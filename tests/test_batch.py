@@ -62,3 +62,27 @@ def test_no_customers_gives_an_empty_valid_file(bundle: Bundle, tmp_path: Path) 
                                 customers=0).path
     frame = pl.read_parquet(out)
     assert frame.height == 0 and frame.columns == list(OUTPUT_COLUMNS)
+
+
+def test_history_append_is_pending_until_compacted_and_reads_agree(bundle: Bundle) -> None:
+    """Fold-in appends wait beside the indexed base; every read gives what a full rebuild gives."""
+    from datetime import timedelta
+
+    from recsys.history import PurchaseHistory
+
+    h = PurchaseHistory(bundle.hybrid.history.frame)
+    known = h.customers.ids[:3].tolist()
+    end = h.last_ts + timedelta(days=1)  # type: ignore[operator]
+    new = pl.DataFrame({"customer_id": [known[0], known[0], "NEW-CUSTOMER"], "item_id": ["I00001", "I00002", "I00003"],
+                        "ts": [end, end, end], "price": [1.0, 2.0, 3.0], "quantity": [1.0, 1.0, 1.0],
+                        "order_id": ["o1", "o1", "o2"], "event": ["purchase"] * 3})
+    rebuilt = PurchaseHistory(pl.concat([h.frame, new.drop("event")], how="vertical_relaxed"))
+    base_rows = h._base.height
+    h.append(new)
+    assert h._base.height == base_rows and h._delta.height == 3  # nothing re-sorted yet
+    assert "NEW-CUSTOMER" in h and len(h) == len(rebuilt) and h.last_ts == end
+    for cid in (known[0], known[1], "NEW-CUSTOMER", "NOBODY"):
+        assert h.of(cid).equals(rebuilt.of(cid))
+    assert h.of_many(known + ["NEW-CUSTOMER"]).equals(rebuilt.of_many(known + ["NEW-CUSTOMER"]))
+    assert h.frame.equals(rebuilt.frame) and h._delta.height == 0  # whole-table read merges
+    assert h.customers == rebuilt.customers
