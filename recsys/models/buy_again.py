@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -36,18 +36,18 @@ import polars as pl
 from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
-from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param
-from recsys.models.copurchase import (
+from recsys.models._util import (
     csr_from_coo,
-    epoch_seconds,
+    epoch_second,
     gather_rows,
     index_of,
     purchases_of,
     resolve_rows,
     sorted_ids,
-    sparse_top_n,
     to_datetime,
+    top_n_triples,
 )
+from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param
 
 __all__ = ["BuyAgain"]
 
@@ -103,11 +103,6 @@ def _per_pair(occ: pl.DataFrame, reference_us: int, half_life_days: float | None
         "cv": cv,
     }
 
-
-
-def _epoch_second(ts: datetime) -> float:
-    """``epoch_seconds`` of one naive datetime without building a polars Series (per-request path)."""
-    return ((ts.replace(tzinfo=None) - datetime(1970, 1, 1)) // timedelta(microseconds=1)) / 1_000_000
 
 class BuyAgain(Recommender):
     """A customer's previously bought items, ranked by decayed frequency × repeat probability × due-ness.
@@ -355,7 +350,7 @@ class BuyAgain(Recommender):
         local, pos = gather_rows(self.ci_indptr_, rows)
         items = self.ci_items_[pos].astype(np.int64)
         at_dt = self.reference_time_ if at is None else at
-        at_sec, ref_sec = _epoch_second(at_dt), _epoch_second(self.reference_time_)
+        at_sec, ref_sec = epoch_second(at_dt), epoch_second(self.reference_time_)
         shift = (
             1.0 if self.half_life_days is None else 0.5 ** ((at_sec - ref_sec) / _DAY / self.half_life_days)
         )
@@ -394,7 +389,7 @@ class BuyAgain(Recommender):
         if exclude_bought:  # every candidate is a bought item
             return np.full((len(rows), n), -1, np.int64), np.full((len(rows), n), -np.inf, np.float32)
         cand = self._candidates(rows, at)
-        return sparse_top_n(cand["local"], cand["items"], cand["score"].astype(np.float32), len(rows), n)
+        return top_n_triples(cand["local"], cand["items"], cand["score"].astype(np.float32), len(rows), n)
 
     def _check_at(self, at: datetime | date | None) -> datetime | None:
         ok = at is None or isinstance(at, (datetime, date))
@@ -467,7 +462,7 @@ class BuyAgain(Recommender):
 
     def _explained(self, rows: np.ndarray, n: int, at: datetime | None) -> tuple[Any, ...]:
         cand = self._candidates(rows, at)
-        idx, scores = sparse_top_n(
+        idx, scores = top_n_triples(
             cand["local"], np.arange(len(cand["items"])), cand["score"].astype(np.float32), len(rows), n
         )
         b, rank = np.nonzero(idx >= 0)

@@ -51,12 +51,11 @@ from recsys._io import atomic_write_text
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError, ModelFitError, UnknownIdError
 from recsys.idmap import IdMap
-from recsys.models.base import Explained, OnUnknown, Recommender, check_param
-from recsys.models.category_affinity import (
+from recsys.models._util import (
     ITEM_HALF_LIFE_DAYS,
     binary_matrix,
     bought_keys,
-    csr_from_arrays,
+    csr_of,
     decayed_item_counts,
     encode,
     expand_ranges,
@@ -68,10 +67,11 @@ from recsys.models.category_affinity import (
     rank_within,
     ranked_group_items,
     remove_rows,
+    resolve_rows,
     to_us,
     top_per_position,
 )
-from recsys.models.copurchase import resolve_rows
+from recsys.models.base import Explained, OnUnknown, Recommender, check_param
 
 __all__ = ["CategoryComplements", "CategoryOverride", "load_overrides", "sequence_counts", "SequenceCounts"]
 
@@ -927,7 +927,7 @@ class CategoryComplements(Recommender):
         for name in ("cust", "item", "cat", "ts"):
             setattr(self, f"hist_{name}_", arrays[f"hist_{name}"].astype(np.int64))
         ind = arrays["bought_indices"]
-        self.bought_ = csr_from_arrays(
+        self.bought_ = csr_of(
             arrays["bought_indptr"],
             ind,
             np.ones(len(ind), np.float32),
