@@ -379,7 +379,8 @@ def group_candidates(
 
 
 def _prune_below_nth(
-    pair_pos: np.ndarray, pair_weight: np.ndarray, owner: np.ndarray, cand: np.ndarray, score: np.ndarray, n: int
+    pair_pos: np.ndarray, pair_weight: np.ndarray, owner: np.ndarray, cand: np.ndarray, score: np.ndarray,
+    n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Drop candidates that cannot reach their position's top ``n``, before the caller sorts them.
 
