@@ -47,61 +47,19 @@ from recsys.models._util import (
     to_datetime,
     top_n_triples,
 )
+from recsys.models._repeat_stats import (
+    RepeatStats,
+    expected_interval,
+    merge_pairs,
+    new_days,
+    occasions,
+    per_pair,
+)
 from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param
 
 __all__ = ["BuyAgain"]
 
 _DAY = 86_400.0
-_US_PER_DAY = 86_400_000_000
-
-
-def _group_starts(key: np.ndarray) -> np.ndarray:
-    """Start positions of runs of equal values in a sorted key."""
-    if len(key) == 0:
-        return np.zeros(0, dtype=np.int64)
-    return np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-
-
-def _occasions(c: np.ndarray, g: np.ndarray, n_groups: int, ts: np.ndarray) -> pl.DataFrame:
-    """Distinct purchase days per (customer, group), sorted by (customer, group, time).
-
-    Why days: two lines of the same item (or category) on one day are one shopping decision;
-    intervals between decisions are what replenishment is about.
-    """
-    frame = pl.DataFrame({"key": c * n_groups + g, "ts": ts}).with_columns(day=pl.col("ts") // _US_PER_DAY)
-    return frame.group_by("key", "day").agg(pl.col("ts").max()).sort("key", "ts").select("key", "ts")
-
-
-def _per_pair(occ: pl.DataFrame, reference_us: int, half_life_days: float | None) -> dict[str, np.ndarray]:
-    """Reduce occasions to one row per (customer, group): count, first, last, decayed count, gap stats."""
-    key = occ["key"].to_numpy().astype(np.int64)
-    ts = occ["ts"].to_numpy().astype(np.int64)
-    starts = _group_starts(key)
-    if len(starts) == 0:
-        empty_f, empty_i = np.zeros(0), np.zeros(0, np.int64)
-        return {"key": empty_i, "n": empty_i, "first": empty_f, "last": empty_f, "w": empty_f, "cv": empty_f}
-    ends = np.r_[starts[1:], len(key)]
-    n = (ends - starts).astype(np.int64)
-    sec = ts / 1e6
-    age = np.clip((reference_us - ts) / _US_PER_DAY, 0, None)
-    decay = np.ones(len(ts)) if half_life_days is None else np.power(0.5, age / half_life_days)
-    gaps = np.diff(sec, prepend=sec[0]) / _DAY
-    gaps[starts] = 0.0
-    s1 = np.add.reduceat(gaps, starts)
-    s2 = np.add.reduceat(gaps * gaps, starts)
-    m = n - 1  # number of gaps
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = s1 / m
-        var = (s2 - m * mean * mean) / (m - 1)
-        cv = np.where(m >= 2, np.sqrt(np.clip(var, 0, None)) / mean, np.nan)
-    return {
-        "key": key[starts],
-        "n": n,
-        "first": sec[starts],
-        "last": sec[ends - 1],
-        "w": np.add.reduceat(decay, starts),
-        "cv": cv,
-    }
 
 
 class BuyAgain(Recommender):
@@ -165,53 +123,21 @@ class BuyAgain(Recommender):
         def num(v: Any) -> bool:
             return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
-        hl = self.half_life_days
-        check_param(
-            self, "half_life_days", hl, "a float in (0, inf) or None", hl is None or (num(hl) and hl > 0)
-        )
-        check_param(
-            self,
-            "min_repeaters",
-            self.min_repeaters,
-            "an int in [1, inf)",
-            isinstance(self.min_repeaters, (int, np.integer)) and self.min_repeaters >= 1,
-        )
-        check_param(
-            self,
-            "prior_strength",
-            self.prior_strength,
-            "a float in [0, inf)",
-            num(self.prior_strength) and self.prior_strength >= 0,
-        )
-        check_param(
-            self,
-            "due_width",
-            self.due_width,
-            "a float in (0, inf)",
-            num(self.due_width) and self.due_width > 0,
-        )
-        check_param(
-            self,
-            "min_repeat_rate",
-            self.min_repeat_rate,
-            "a float in [0, 1]",
-            num(self.min_repeat_rate) and 0 <= self.min_repeat_rate <= 1,
-        )
+        hl, s = self.half_life_days, self.prior_strength
+        check_param(self, "half_life_days", hl, "a float in (0, inf) or None",
+                    hl is None or (num(hl) and hl > 0))
+        check_param(self, "min_repeaters", self.min_repeaters, "an int in [1, inf)",
+                    isinstance(self.min_repeaters, (int, np.integer)) and self.min_repeaters >= 1)
+        check_param(self, "prior_strength", s, "a float in [0, inf)", num(s) and s >= 0)
+        check_param(self, "due_width", self.due_width, "a float in (0, inf)",
+                    num(self.due_width) and self.due_width > 0)
+        check_param(self, "min_repeat_rate", self.min_repeat_rate, "a float in [0, 1]",
+                    num(self.min_repeat_rate) and 0 <= self.min_repeat_rate <= 1)
         check_param(self, "max_cv", self.max_cv, "a float in [0, inf)", num(self.max_cv) and self.max_cv >= 0)
-        check_param(
-            self,
-            "repeat_exponent",
-            self.repeat_exponent,
-            "a float in [0, inf)",
-            num(self.repeat_exponent) and self.repeat_exponent >= 0,
-        )
-        check_param(
-            self,
-            "due_floor",
-            self.due_floor,
-            "a float in [0, 1]",
-            num(self.due_floor) and 0 <= self.due_floor <= 1,
-        )
+        check_param(self, "repeat_exponent", self.repeat_exponent, "a float in [0, inf)",
+                    num(self.repeat_exponent) and self.repeat_exponent >= 0)
+        check_param(self, "due_floor", self.due_floor, "a float in [0, 1]",
+                    num(self.due_floor) and 0 <= self.due_floor <= 1)
 
     # ------------------------------------------------------------------------------------ fit
     def _fit(self, data: Dataset) -> None:
@@ -239,84 +165,18 @@ class BuyAgain(Recommender):
         ok = i >= 0
         c, i, ts = c[ok], i[ok], ts[ok]
         ref = self._ref_us()
-        ci = _per_pair(_occasions(c, i, n_items, ts), ref, self.half_life_days)
+        ci = per_pair(occasions(c, i, n_items, ts), ref, self.half_life_days)
         has_cat = item_cat[i] >= 0
         n_cats = max(len(self.categories_), 1)
-        cc = _per_pair(_occasions(c[has_cat], item_cat[i[has_cat]], n_cats, ts[has_cat]), ref, None)
-        self._global_stats(ci, cc)
+        cc = per_pair(occasions(c[has_cat], item_cat[i[has_cat]], n_cats, ts[has_cat]), ref, None)
+        self.stats_ = RepeatStats.learn(
+            ci, cc, item_cat=item_cat, item_override=self.item_override_, n_items=n_items,
+            n_cats=len(self.categories_), prior_strength=self.prior_strength,
+            min_repeaters=self.min_repeaters, min_repeat_rate=self.min_repeat_rate, max_cv=self.max_cv)
         self._store_pairs(ci, cc)
 
     def _ref_us(self) -> int:
         return int(pl.Series([self.reference_time_], dtype=pl.Datetime("us")).dt.epoch("us")[0])
-
-    def _global_stats(self, ci: dict[str, np.ndarray], cc: dict[str, np.ndarray]) -> None:
-        """Per item and per category: buyers, repeaters, repeat rate, median interval, regularity."""
-        n_items, n_cats = len(self.item_ids_), len(self.categories_)
-        s = float(self.prior_strength)
-        item = ci["key"] % max(n_items, 1)
-        rep = ci["n"] >= 2
-        own = np.where(rep, (ci["last"] - ci["first"]) / _DAY / np.maximum(ci["n"] - 1, 1), np.nan)
-        self.item_buyers_ = np.bincount(item, minlength=n_items).astype(np.int64)
-        self.item_repeaters_ = np.bincount(item[rep], minlength=n_items).astype(np.int64)
-        item_median = self._median_by(item[rep], own[rep], n_items)
-
-        cat = cc["key"] % max(n_cats, 1)
-        crep = cc["n"] >= 2
-        cown = np.where(crep, (cc["last"] - cc["first"]) / _DAY / np.maximum(cc["n"] - 1, 1), np.nan)
-        self.cat_buyers_ = np.bincount(cat, minlength=n_cats).astype(np.int64)
-        self.cat_repeaters_ = np.bincount(cat[crep], minlength=n_cats).astype(np.int64)
-        self.cat_interval_ = self._median_by(cat[crep], cown[crep], n_cats)
-        regular = np.isfinite(cc["cv"])
-        self.cat_cv_ = self._median_by(cat[regular], cc["cv"][regular], n_cats)
-        self.cat_cv_[np.bincount(cat[regular], minlength=n_cats) < self.min_repeaters] = np.nan
-
-        buyers, repeaters = self.item_buyers_.sum(), self.item_repeaters_.sum()
-        self.global_repeat_rate_ = float(repeaters / buyers) if buyers else 0.0
-        finite = own[np.isfinite(own)]
-        self.global_interval_ = float(np.median(finite)) if len(finite) else 30.0
-        self.cat_repeat_rate_ = (self.cat_repeaters_ + s * self.global_repeat_rate_) / np.maximum(
-            self.cat_buyers_ + s, 1e-12
-        )
-        self.cat_raw_rate_ = np.where(
-            self.cat_buyers_ > 0, self.cat_repeaters_ / np.maximum(self.cat_buyers_, 1), 0.0
-        )
-        self.cat_replenishable_ = (
-            (self.cat_raw_rate_ >= self.min_repeat_rate)
-            & (self.cat_repeaters_ >= self.min_repeaters)
-            & (np.nan_to_num(self.cat_cv_, nan=np.inf) <= self.max_cv)
-        )
-        ic = self.item_cat_
-        parent_rate = np.where(
-            ic >= 0, self.cat_repeat_rate_[np.maximum(ic, 0)] if n_cats else 0.0, self.global_repeat_rate_
-        )
-        # floored so that a shop without any repeat yet still ranks by frequency
-        self.item_repeat_rate_ = np.maximum(
-            (self.item_repeaters_ + s * parent_rate) / np.maximum(self.item_buyers_ + s, 1e-12), 1e-6
-        )
-        cat_typical = np.where(
-            (self.cat_repeaters_ >= self.min_repeaters) & np.isfinite(self.cat_interval_),
-            self.cat_interval_,
-            self.global_interval_,
-        )
-        self.cat_typical_ = cat_typical
-        parent_interval = np.where(
-            ic >= 0, cat_typical[np.maximum(ic, 0)] if n_cats else 0.0, self.global_interval_
-        )
-        self.item_typical_ = np.where(
-            (self.item_repeaters_ >= self.min_repeaters) & np.isfinite(item_median),
-            item_median,
-            parent_interval,
-        )
-        learned = np.where(ic >= 0, self.cat_replenishable_[np.maximum(ic, 0)] if n_cats else False, False)
-        self.item_replenishable_ = np.where(self.item_override_ >= 0, self.item_override_ == 1, learned)
-
-    @staticmethod
-    def _median_by(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
-        out = np.full(n_groups, np.nan)
-        if len(group):
-            med = pl.DataFrame({"g": group, "v": values}).group_by("g").agg(pl.col("v").median())
-            out[med["g"].to_numpy()] = med["v"].to_numpy()
-        return out
 
     def _store_pairs(self, ci: dict[str, np.ndarray], cc: dict[str, np.ndarray]) -> None:
         n_cust, n_items = len(self.customer_ids_), max(len(self.item_ids_), 1)
@@ -332,19 +192,6 @@ class BuyAgain(Recommender):
         self.cc_last_ = cc["last"].astype(np.float64)
 
     # ---------------------------------------------------------------------------------- query
-    def _expected(
-        self, own_n: np.ndarray, own_first: np.ndarray, own_last: np.ndarray, typical: np.ndarray
-    ) -> np.ndarray:
-        """Own mean interval (days) shrunk in log space toward ``typical`` with prior_strength pseudo-gaps."""
-        gaps = np.maximum(own_n - 1, 0).astype(np.float64)
-        own = np.where(gaps > 0, (own_last - own_first) / _DAY / np.maximum(gaps, 1), 1.0)
-        s = float(self.prior_strength)
-        log_own = np.log(np.maximum(own, 0.5))
-        log_typ = np.log(np.maximum(typical, 0.5))
-        denom = gaps + s
-        mixed = np.where(denom > 0, (gaps * log_own + s * log_typ) / np.where(denom > 0, denom, 1), log_typ)
-        return np.exp(mixed)
-
     def _candidates(self, rows: np.ndarray, at: datetime | None) -> dict[str, np.ndarray]:
         """Every (local row, item) candidate of ``rows`` with its score, last purchase and expected interval."""
         local, pos = gather_rows(self.ci_indptr_, rows)
@@ -354,11 +201,13 @@ class BuyAgain(Recommender):
         shift = (
             1.0 if self.half_life_days is None else 0.5 ** ((at_sec - ref_sec) / _DAY / self.half_life_days)
         )
-        score = self.ci_w_[pos] * shift * np.power(self.item_repeat_rate_[items], self.repeat_exponent)
+        stats = self.stats_
+        score = self.ci_w_[pos] * shift * np.power(stats.item_repeat_rate[items], self.repeat_exponent)
         last = self.ci_last_[pos]
-        expected = self._expected(self.ci_n_[pos], self.ci_first_[pos], last, self.item_typical_[items])
+        expected = expected_interval(self.ci_n_[pos], self.ci_first_[pos], last, stats.item_typical[items],
+                                     self.prior_strength)
         # Replenishable items: due-ness at category level when the item has a category.
-        repl = self.item_replenishable_[items]
+        repl = stats.item_replenishable[items]
         due_last = last.copy()
         cat = self.item_cat_[items]
         n_cats = len(self.categories_)
@@ -370,9 +219,8 @@ class BuyAgain(Recommender):
             idx = np.flatnonzero(use_cat)[found]
             cp = at_pos[found]
             due_last[idx] = self.cc_last_[cp]
-            expected[idx] = self._expected(
-                self.cc_n_[cp], self.cc_first_[cp], self.cc_last_[cp], self.cat_typical_[cat[idx]]
-            )
+            expected[idx] = expected_interval(self.cc_n_[cp], self.cc_first_[cp], self.cc_last_[cp],
+                                              stats.cat_typical[cat[idx]], self.prior_strength)
         if repl.any():
             days = np.maximum((at_sec - due_last[repl]) / _DAY, 0.5)
             z = np.log(days / expected[repl]) / self.due_width
@@ -496,17 +344,16 @@ class BuyAgain(Recommender):
         three purchase days).
         """
         self._check_fitted()
-        frame = pl.DataFrame(
-            {
-                "category": pl.Series(self.categories_.ids.astype(str).tolist(), dtype=pl.String),
-                "repeat_rate": pl.Series(self.cat_raw_rate_, dtype=pl.Float64),
-                "median_interval_days": pl.Series(self.cat_interval_, dtype=pl.Float64).fill_nan(None),
-                "n_repeaters": pl.Series(self.cat_repeaters_, dtype=pl.Int64),
-                "replenishable": pl.Series(self.cat_replenishable_, dtype=pl.Boolean),
-                "n_buyers": pl.Series(self.cat_buyers_, dtype=pl.Int64),
-                "interval_cv": pl.Series(self.cat_cv_, dtype=pl.Float64).fill_nan(None),
-            }
-        )
+        st = self.stats_
+        frame = pl.DataFrame({
+            "category": pl.Series(self.categories_.ids.astype(str).tolist(), dtype=pl.String),
+            "repeat_rate": pl.Series(st.cat_raw_rate, dtype=pl.Float64),
+            "median_interval_days": pl.Series(st.cat_interval, dtype=pl.Float64).fill_nan(None),
+            "n_repeaters": pl.Series(st.cat_repeaters, dtype=pl.Int64),
+            "replenishable": pl.Series(st.cat_replenishable, dtype=pl.Boolean),
+            "n_buyers": pl.Series(st.cat_buyers, dtype=pl.Int64),
+            "interval_cv": pl.Series(st.cat_cv, dtype=pl.Float64).fill_nan(None),
+        })
         return frame.sort(["repeat_rate", "category"], descending=[True, False])
 
     def interval(self, category: str) -> float | None:
@@ -515,7 +362,7 @@ class BuyAgain(Recommender):
         k = self.categories_.get(str(category))
         if k < 0:
             raise UnknownIdError(f"{type(self).__name__}: unknown category {category!r}")
-        value = float(self.cat_interval_[k])
+        value = float(self.stats_.cat_interval[k])
         return None if math.isnan(value) else value
 
     # ------------------------------------------------------------------------------- fold-in
@@ -546,59 +393,16 @@ class BuyAgain(Recommender):
         c, i, ts = c[ok], i[ok], ts[ok]
         ref = self._ref_us()
         old_c = np.repeat(np.arange(len(self.ci_indptr_) - 1, dtype=np.int64), np.diff(self.ci_indptr_))
-        old_ci: dict[str, np.ndarray] = {
-            "key": old_c * n_items + self.ci_items_,
-            "n": self.ci_n_,
-            "first": self.ci_first_,
-            "last": self.ci_last_,
-            "w": self.ci_w_,
-        }
-        old_cc: dict[str, np.ndarray] = {
-            "key": self.cc_key_,
-            "n": self.cc_n_,
-            "first": self.cc_first_,
-            "last": self.cc_last_,
-            "w": np.zeros(len(self.cc_key_)),
-        }
-        new_ci = _per_pair(self._new_days(_occasions(c, i, n_items, ts), old_ci), ref, self.half_life_days)
+        old_ci: dict[str, np.ndarray] = {"key": old_c * n_items + self.ci_items_, "n": self.ci_n_,
+                                         "first": self.ci_first_, "last": self.ci_last_, "w": self.ci_w_}
+        old_cc: dict[str, np.ndarray] = {"key": self.cc_key_, "n": self.cc_n_, "first": self.cc_first_,
+                                         "last": self.cc_last_, "w": np.zeros(len(self.cc_key_))}
+        new_ci = per_pair(new_days(occasions(c, i, n_items, ts), old_ci), ref, self.half_life_days)
         has_cat = self.item_cat_[i] >= 0
-        occ_cc = _occasions(c[has_cat], self.item_cat_[i[has_cat]], n_cats, ts[has_cat])
-        new_cc = _per_pair(self._new_days(occ_cc, old_cc), ref, None)
-        self._store_pairs(self._merge(old_ci, new_ci), self._merge(old_cc, new_cc))
+        occ_cc = occasions(c[has_cat], self.item_cat_[i[has_cat]], n_cats, ts[has_cat])
+        new_cc = per_pair(new_days(occ_cc, old_cc), ref, None)
+        self._store_pairs(merge_pairs(old_ci, new_ci), merge_pairs(old_cc, new_cc))
         return self
-
-    @staticmethod
-    def _new_days(occ: pl.DataFrame, old: dict[str, np.ndarray]) -> pl.DataFrame:
-        """Drop occasions on the day of the pair's last known purchase (that day is already counted)."""
-        if len(old["key"]) == 0 or occ.height == 0:
-            return occ
-        key = occ["key"].to_numpy().astype(np.int64)
-        pos = np.clip(np.searchsorted(old["key"], key), 0, len(old["key"]) - 1)
-        day = occ["ts"].to_numpy() // _US_PER_DAY
-        same = (old["key"][pos] == key) & (day == np.floor(old["last"][pos] / _DAY).astype(np.int64))
-        return occ.filter(pl.Series(~same))
-
-    @staticmethod
-    def _merge(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Combine two per-pair tables: counts and decayed weights add, first/last take min/max."""
-        cols = ("key", "n", "first", "last", "w")
-        frame = pl.concat(
-            [
-                pl.DataFrame(
-                    {
-                        k: np.asarray(part[k], dtype=np.int64 if k in ("key", "n") else np.float64)
-                        for k in cols
-                    }
-                )
-                for part in (old, new)
-            ]
-        )
-        out = (
-            frame.group_by("key")
-            .agg(pl.col("n").sum(), pl.col("first").min(), pl.col("last").max(), pl.col("w").sum())
-            .sort("key")
-        )
-        return {k: out[k].to_numpy() for k in cols}
 
     def forget(self, customer_ids: Sequence[str]) -> BuyAgain:
         """Erase customers' personal state (item and category statistics keep their contribution)."""
@@ -623,54 +427,27 @@ class BuyAgain(Recommender):
         return self
 
     # --------------------------------------------------------------------------- persistence
-    _ARRAYS = (
-        "item_cat",
-        "item_override",
-        "item_buyers",
-        "item_repeaters",
-        "item_repeat_rate",
-        "item_typical",
-        "item_replenishable",
-        "cat_buyers",
-        "cat_repeaters",
-        "cat_interval",
-        "cat_cv",
-        "cat_repeat_rate",
-        "cat_raw_rate",
-        "cat_replenishable",
-        "cat_typical",
-        "ci_indptr",
-        "ci_items",
-        "ci_n",
-        "ci_first",
-        "ci_last",
-        "ci_w",
-        "cc_key",
-        "cc_n",
-        "cc_first",
-        "cc_last",
-    )
+    #: Per-customer state arrays, saved by name (the learned item and category statistics are in ``stats_``).
+    _ARRAYS = ("ci_indptr", "ci_items", "ci_n", "ci_first", "ci_last", "ci_w",
+               "cc_key", "cc_n", "cc_first", "cc_last")
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {name: getattr(self, f"{name}_") for name in self._ARRAYS}
+        arrays = {"item_cat": self.item_cat_, "item_override": self.item_override_, **self.stats_.arrays()}
+        arrays |= {name: getattr(self, f"{name}_") for name in self._ARRAYS}
         arrays |= {
             "item_ids": self.item_ids_.to_numpy(),
             "customer_ids": self.customer_ids_.to_numpy(),
             "categories": self.categories_.to_numpy(),
         }
-        meta = {
-            "reference_time": self.reference_time_.isoformat(),
-            "global_repeat_rate": self.global_repeat_rate_,
-            "global_interval": self.global_interval_,
-        }
+        meta = {"reference_time": self.reference_time_.isoformat(), **self.stats_.meta()}
         return arrays, meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.item_ids_ = IdMap(arrays["item_ids"])
         self.customer_ids_ = IdMap(arrays["customer_ids"])
         self.categories_ = IdMap(arrays["categories"])
+        self.item_cat_, self.item_override_ = arrays["item_cat"], arrays["item_override"]
+        self.stats_ = RepeatStats.from_state(arrays, meta)
         for name in self._ARRAYS:
             setattr(self, f"{name}_", arrays[name])
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
-        self.global_repeat_rate_ = float(meta["global_repeat_rate"])
-        self.global_interval_ = float(meta["global_interval"])
