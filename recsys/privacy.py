@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from recsys.bundle import Bundle
 from recsys.dataset import Dataset
 from recsys.models.base import atomic_dir
-from recsys.registry import Registry
+from recsys.registry import Registry, restamp_files
 from recsys.store import Store, erasure_hash
 
 __all__ = ["ErasureReport", "erase_everywhere", "drop_erased", "forget_in_bundle"]
@@ -75,6 +75,7 @@ def erase_everywhere(customer_ids: Sequence[str], store: Store, registry: Regist
                         shutil.copytree(extra, tmp / extra.name)
                     else:
                         shutil.copy2(extra, tmp / extra.name)
+            restamp_files(tmp)
         report.bundles_rewritten.append(version.tag)
     report.unknown = [c for c in ids if c not in known_anywhere and c not in in_store]
     return report

@@ -12,6 +12,8 @@ promoted version's is refused unless the caller forces it.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +24,9 @@ from typing import Any
 from recsys._io import atomic_write_text
 from recsys.exceptions import BundleError, PromotionRefusedError
 
-__all__ = ["MODEL_NAME", "ModelVersion", "Registry"]
+__all__ = ["MODEL_NAME", "ModelVersion", "Registry", "restamp_files"]
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME = "crosssell"
 _VERSION_RE = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
@@ -100,6 +104,10 @@ class Registry:
         with bentoml.models.create(f"{MODEL_NAME}:{version}", metadata=_jsonable(metadata), labels=labels,
                                    **self._store_kw()) as m:
             write(Path(m.path))
+            # BentoML copies the finished folder into the store file by file: a kill during that copy
+            # leaves a partial version there.  The sizes of what was written travel in the metadata,
+            # so ``versions`` can tell a complete version from a half-copied one.
+            m.info.metadata[_FILES_KEY] = _file_sizes(Path(m.path))
         return f"{MODEL_NAME}:{version}"
 
     # ------------------------------------------------------------------ read
@@ -112,7 +120,12 @@ class Registry:
             return []
         out = []
         for m in models:
-            out.append(ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata)))
+            version = ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata))
+            problem = _incomplete(version)
+            if problem:
+                log.warning("skipping %s: %s (a save killed half-way?)", version.tag, problem)
+                continue
+            out.append(version)
         return sorted(out, key=lambda v: v.created, reverse=True)
 
     def get(self, tag: str) -> ModelVersion:
@@ -124,7 +137,11 @@ class Registry:
         except bentoml.exceptions.NotFound:
             known = ", ".join(v.tag for v in self.versions()[:5]) or "none"
             raise BundleError(f"model {tag} not found in {self.home} (recent: {known})") from None
-        return ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata))
+        version = ModelVersion(str(m.tag), m.info.creation_time, Path(m.path), dict(m.info.metadata))
+        problem = _incomplete(version)
+        if problem:
+            raise BundleError(f"model {version.tag} is incomplete: {problem} (a save killed half-way?)")
+        return version
 
     def resolve(self, tag: str) -> ModelVersion:
         """``promoted`` / ``latest`` / ``crosssell:<version>`` / ``<version>`` → a stored version."""
@@ -187,6 +204,41 @@ class Registry:
         state["promoted"] = state["history"].pop()
         self._write_state(state)
         return self.get(state["promoted"])
+
+
+_FILES_KEY = "files"
+
+
+def _file_sizes(folder: Path) -> dict[str, int]:
+    """Relative path → size of every file the writer left in ``folder`` (BentoML's own files aside)."""
+    return {str(f.relative_to(folder)): f.stat().st_size for f in sorted(folder.rglob("*"))
+            if f.is_file() and f.name != "model.yaml"}
+
+
+def restamp_files(folder: Path) -> None:
+    """Record the current file sizes in ``folder``'s ``model.yaml`` (after rewriting a stored version in
+    place, e.g. an erasure), so the version still reads as complete."""
+    import yaml
+
+    info_path = folder / "model.yaml"
+    info = yaml.safe_load(info_path.read_text())
+    info.setdefault("metadata", {})[_FILES_KEY] = _file_sizes(folder)
+    atomic_write_text(info_path, yaml.safe_dump(info, sort_keys=False))
+
+
+def _incomplete(version: ModelVersion) -> str | None:
+    """Why a stored version is not whole (a file missing or of another size), or None.  Versions saved
+    before the file list existed are trusted."""
+    files = version.metadata.get(_FILES_KEY)
+    if not isinstance(files, dict):
+        return None
+    for rel, size in files.items():
+        path = version.path / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if path.stat().st_size != size:
+            return f"{rel} has {path.stat().st_size} bytes, not {size}"
+    return None
 
 
 def _jsonable(value: Any) -> Any:

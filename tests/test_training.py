@@ -244,3 +244,23 @@ def test_cli_no_eval_saves_a_bundle_that_states_it(tmp_path: Path) -> None:
     assert version.metadata["evaluated"] is False and "evaluation_cutoff" not in version.metadata
     manifest = Bundle.load(version.path).manifest
     assert manifest["evaluated"] is False and manifest["data_end"]
+
+
+def test_a_half_copied_version_is_never_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A save killed while BentoML copies files into the store leaves a partial version: it is skipped
+    by 'latest' and refused by name, never loaded half-written."""
+    from recsys.exceptions import BundleError
+
+    reg = Registry()
+    whole = reg.save(lambda p: (p / "a.bin").write_bytes(b"x" * 100), metadata={}, version="whole-1")
+    partial = reg.save(lambda p: [(p / "a.bin").write_bytes(b"y" * 100), (p / "b.bin").write_bytes(b"z" * 50)],
+                       metadata={}, version="partial-2")
+    assert reg.get(partial).metadata["files"] == {"a.bin": 100, "b.bin": 50}
+    path = reg.get(partial).path
+    (path / "b.bin").write_bytes(b"z" * 10)  # what a kill mid-copy leaves
+    assert partial not in [v.tag for v in reg.versions()] and whole in [v.tag for v in reg.versions()]
+    with pytest.raises(BundleError, match="incomplete: b.bin has 10 bytes"):
+        reg.get(partial)
+    (path / "b.bin").unlink()
+    with pytest.raises(BundleError, match="b.bin is missing"):
+        reg.resolve(partial)
