@@ -87,7 +87,10 @@ class ServingState:
         purchase - backfill policy, max(now, the model's clock) + skew], each item in the catalogue
         (unless the unknown-items policy is ``accept``).  One detail per offending field."""
         s = self.settings
-        lo = online.data_start - timedelta(days=s.backfill_days)
+        try:
+            lo = online.data_start - timedelta(days=s.backfill_days)
+        except OverflowError:  # a backfill policy reaching past year 1: no lower bound
+            lo = datetime.min
         hi = max(utcnow(), online.hybrid.as_of) + timedelta(seconds=s.clock_skew_seconds)
         span = f"between {lo:%Y-%m-%dT%H:%M:%S} and {hi:%Y-%m-%dT%H:%M:%S} UTC"
         out = []

@@ -192,7 +192,10 @@ def test_events_change_the_next_answer(service) -> None:  # type: ignore[no-unty
     assert {"belts", "shoes"} & {i["category"] for i in fy}
 
 
-def test_model_swap_under_concurrent_requests(service) -> None:  # type: ignore[no-untyped-def]
+def test_model_swap_under_concurrent_requests(service, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    caplog.set_level(logging.INFO, logger="crosssell.service")
     reg = Registry()
     source = Registry().get(service.tag).path
     tag2 = reg.save(lambda p: [shutil.copytree(source, p, dirs_exist_ok=True)],  # type: ignore[func-returns-value]
@@ -224,6 +227,11 @@ def test_model_swap_under_concurrent_requests(service) -> None:  # type: ignore[
     # after the swap, nothing answers from the old version any more
     last = [v for _, v in results[-8:]]
     assert set(last) == {tag2}
+    import re
+
+    swaps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model swap")]
+    assert any(re.match(rf"model swap {service.tag} -> {tag2} at \d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d UTC", m)
+               for m in swaps), swaps
     reg.promote(service.tag, metric="all.map", force=True)  # restore for other tests
     deadline = time.time() + 30
     while time.time() < deadline and service.get("/status").json()["model_version"] != service.tag:
