@@ -322,7 +322,7 @@ def run_size(size: float, args: argparse.Namespace, stages: list[str], work: Pat
     row.update(lines=counts["purchases"], customers=counts["customers"], items=counts["items"])
     if "train" in stages:
         metrics, mode = work / f"train-{name}.json", ["--no-eval"] if args.train_mode == "no-eval" else []
-        r = run_stage(cli("train", "-c", str(ROOT / "configs" / "train.yaml"), "-d", "canonical-files",
+        r = run_stage(cli("train", "-c", str(ROOT / "configs" / "train-hm.yaml"), "-d", "canonical-files",
                           "--data-path", str(data), "--no-progress", "--metrics-out", str(metrics), *mode),
                       env, work / f"train-{name}")
         if (m := re.search(r"saved (\S+) \(.*\) → (.+)$", r["stdout"], re.M)) is None:
