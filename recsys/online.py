@@ -22,6 +22,7 @@ import polars as pl
 
 from recsys.bundle import Bundle
 from recsys.models.base import PAD_ID
+from recsys.ranking._candidates import SOURCED_REASONS
 from recsys.rules import PlacementRules, RuleSet
 
 __all__ = ["OnlineRecommender", "Filters", "PLACEMENTS", "SOURCED_REASONS"]
@@ -32,12 +33,6 @@ PLACEMENTS = ("product_page", "cart", "home", "for_you", "email")
 #: How much the page/cart context weighs against the customer's own history, per placement.
 CONTEXT_WEIGHT = {"product_page": 2.0, "cart": 2.0, "home": 0.5, "for_you": 0.5, "email": 0.5}
 _RRF_K = 20.0
-#: Reason types that point at a source item (the customer's purchase, the page or cart item, the item
-#: asked about).  Every other type ("popular", "trending_in_category", "similar_customers", "pinned",
-#: "ranked") is about the shop or about similar customers, so it must not carry a source item or date:
-#: the ranker keeps the source of whichever generator proposed a candidate, and a candidate labelled
-#: "Popular right now" that also says "bought … on 2025-03-02" contradicts itself on the page.
-SOURCED_REASONS = ("bought_with", "complements_category", "buy_again", "similar_items")
 
 
 @dataclass(frozen=True)

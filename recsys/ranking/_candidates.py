@@ -16,7 +16,13 @@ import polars as pl
 
 from recsys.models.base import PAD_ID, Recommender
 
-__all__ = ["collect_candidates", "widen"]
+__all__ = ["SOURCED_REASONS", "collect_candidates", "widen"]
+
+#: Reason types that point at a source item (the customer's purchase, the page or cart item, the item
+#: asked about).  Every other type ("popular", "trending_in_category", "similar_customers", "pinned",
+#: "ranked") is about the shop or about similar customers and carries no source item or date: a
+#: candidate labelled "Popular right now" that also says "bought … on 2025-03-02" contradicts itself.
+SOURCED_REASONS = ("bought_with", "complements_category", "buy_again", "similar_items")
 
 #: Threads asking generators at once in a batch (the machine's cores, at most 4), and the batch size
 #: from which they are used.
@@ -193,7 +199,12 @@ def widen(long: pl.DataFrame, generator_names: Sequence[str], reason_of: Mapping
             pl.Series(f"score_{name}", s_col).set(pl.Series(~proposed), None),
             pl.Series(f"rank_{name}", r_col).set(pl.Series(~proposed), None),
         ]
-    return best.select("customer_id", "item_id", "reason_gen", "source_item_id", "source_ts", "n_gens").with_columns(
+    out = best.select("customer_id", "item_id", "reason_gen", "source_item_id", "source_ts", "n_gens").with_columns(
         *columns,
         pl.col("reason_gen").replace_strict(dict(reason_of), default="popular").alias("reason_type"),
+    )
+    sourced = pl.col("reason_type").is_in(list(SOURCED_REASONS))
+    return out.with_columns(
+        pl.when(sourced).then(pl.col("source_item_id")).otherwise(None).alias("source_item_id"),
+        pl.when(sourced).then(pl.col("source_ts")).otherwise(None).alias("source_ts"),
     )

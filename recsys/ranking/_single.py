@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from recsys.models.base import PAD_ID
-from recsys.ranking._candidates import _known_mask, _params
+from recsys.ranking._candidates import SOURCED_REASONS, _known_mask, _params
 from recsys.ranking._features import CUSTOMER_FEATURES, ITEM_FEATURES
 
 if TYPE_CHECKING:
@@ -275,14 +275,17 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
     order = sorted(range(len(items)), key=lambda j: (-s32[j], items[j]))
     names = list(hybrid.generators)
     reasons = [hybrid.reasons.get(names[reason_gen[j]], "popular") for j in order]
+    sourced = [r in SOURCED_REASONS for r in reasons]  # as ``widen``: shop-wide reasons carry no source
     return pl.DataFrame(
         {
             "customer_id": pl.Series([cid] * len(order), dtype=pl.String),
             "item_id": pl.Series([items[j] for j in order], dtype=pl.String),
             "score": pl.Series(s32[order] if order else s32, dtype=pl.Float32),
             "reason_type": pl.Series(reasons, dtype=pl.String),
-            "source_item_id": pl.Series([src_item[j] for j in order], dtype=pl.String),
-            "source_ts": pl.Series([src_ts[j] for j in order], dtype=pl.Int64).cast(pl.Datetime("us")),
+            "source_item_id": pl.Series([src_item[j] if ok else None for j, ok in zip(order, sourced, strict=True)],
+                                        dtype=pl.String),
+            "source_ts": pl.Series([src_ts[j] if ok else None for j, ok in zip(order, sourced, strict=True)],
+                                   dtype=pl.Int64).cast(pl.Datetime("us")),
         }
     )
 
