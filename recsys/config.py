@@ -62,9 +62,9 @@ class RankerSpec(_Strict):
     #: cross-sell ranker (default: ``bags``).  Every bag adds trees to score per request.
     bags: int = Field(1, ge=1, le=32)
     new_bags: int | None = Field(None, ge=1, le=32)
-    #: Boosting library and loss of the ranker (``recsys.ranking._fit.fit_ranker``): LightGBM fits the
-    #: same trees several times faster on one thread; ``lambdarank`` (LightGBM only) ranks each
-    #: customer's candidates against each other instead of predicting bought / not bought.
+    #: Boosting library and loss of the ranker (``recsys.ranking._fit.fit_ranker``); ``lambdarank``
+    #: (LightGBM only) ranks each customer's candidates against each other instead of predicting
+    #: bought / not bought.  On Complete Journey neither LightGBM variant beat the default: see _fit.py.
     backend: Literal["sklearn", "lightgbm"] = "sklearn"
     objective: Literal["binary", "lambdarank"] = "binary"
 
