@@ -8,16 +8,18 @@ over machines; ``--run-id`` makes retries idempotent): keep them stable.
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import polars as pl
 import typer
 
 from pipelines._common import PROJECT_ROOT, echo_report, fail, load
 from recsys.exceptions import RecsysError
+
+if TYPE_CHECKING:
+    from recsys.store import Store
 
 app = typer.Typer(help="Consent-aware email-pick campaigns.", no_args_is_help=True)
 
@@ -26,7 +28,7 @@ DEFAULT_PLACEMENTS = PROJECT_ROOT / "configs" / "placements.yaml"
 _DATE_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
-def _open_store(uri: str, *, dry_run: bool):  # type: ignore[no-untyped-def]
+def _open_store(uri: str, *, dry_run: bool) -> Store | None:
     """The store, or ``None`` for a dry run against a SQLite file that does not exist (never create it)."""
     from recsys.store import Store
 
@@ -78,30 +80,16 @@ def run_cmd(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
 ) -> None:
     """Pick items for campaigns' consenting audiences, export them and log the sends."""
-    from pipelines.recommend import load_bundle
-    from recsys.campaigns import (
-        CampaignIndex,
-        check_campaign,
-        default_now,
-        load_campaign,
-        parse_shard,
-        run_campaign,
-        segment_frame,
-        summary_lines,
-        summary_path,
-    )
+    from recsys.bundle import load_bundle
+    from recsys.campaigns import load_campaign, parse_shard, run_campaigns, summary_lines, summary_path
     from recsys.rules import load_placements
 
-    several = len(configs) > 1
-    if several and "{campaign}" not in str(out):
+    if len(configs) > 1 and "{campaign}" not in str(out):
         raise fail(f"--out: with {len(configs)} campaign files the picks path must contain {{campaign}} "
                    f"(e.g. picks-{{campaign}}.parquet); got {out}")
     threads = workers or max(1, min(4, os.cpu_count() or 1))
     try:
         campaigns = [load_campaign(c) for c in configs]
-        names = [c.name for c in campaigns]
-        if len(set(names)) < len(names):
-            raise fail(f"campaign names must differ when run together; got {', '.join(names)}")
         shard_t = parse_shard(shard)
         rules = load_placements(placements)
         version, bundle = load_bundle(model)
@@ -113,29 +101,13 @@ def run_cmd(
         typer.echo(f"loaded {data.source} ({data.interactions.height:,} interactions) in {secs:.1f}s",
                    err=True)
         st = _open_store(store, dry_run=dry_run)
-        for campaign in campaigns:  # every file is checked against the data before the first one runs
-            check_campaign(campaign, data, placements=rules)
-        index = CampaignIndex(bundle, data)
-        typer.echo(f"indexed {index.purchases.height:,} purchase lines and {index.n_items:,} items in "
-                   f"{index.seconds:.2f}s", err=True)
-        segments = None
-        by_segment = [c for c in campaigns if c.audience.needs_segments]
-        if len(by_segment) > 1:  # one segment table for every segment/lifecycle/churn audience of the call
-            t0 = time.perf_counter()
-            segments = segment_frame(data, now=now or default_now(data),
-                                     churn=any(c.audience.churn_band for c in by_segment))
-            typer.echo(f"segmented {segments.height:,} customers once for {len(by_segment)} campaigns in "
-                       f"{time.perf_counter() - t0:.1f}s", err=True)
-        for campaign in campaigns:
-            target = Path(str(out).replace("{campaign}", campaign.name))
-            rid = f"{run_id}:{campaign.name}" if (run_id and several) else run_id
-            run = run_campaign(campaign, bundle, data, placements=rules, store=st, out=target,
-                               dry_run=dry_run, run_id=rid, shard=shard_t, now=now, model_version=version.tag,
-                               batch_size=batch_size, progress=progress, index=index, workers=threads,
-                               segments=segments)
+        for run in run_campaigns(campaigns, bundle, data, placements=rules, store=st, out=out, dry_run=dry_run,
+                                 run_id=run_id, shard=shard_t, now=now, model_version=version.tag,
+                                 batch_size=batch_size, progress=progress, workers=threads,
+                                 notify=lambda line: typer.echo(line, err=True)):
             for line in summary_lines(run.summary):
                 typer.echo(line)
-            typer.echo(f"wrote {run.picks.height:,} picks → {target} · summary → {summary_path(target)}")
+            typer.echo(f"wrote {run.picks.height:,} picks → {run.out} · summary → {summary_path(run.out)}")
     except RecsysError as exc:
         raise fail(str(exc)) from None
     if dry_run:
@@ -153,7 +125,7 @@ def audience_cmd(
     show: Annotated[int, typer.Option(help="Rows to print.")] = 10,
 ) -> None:
     """Customers most likely to buy from CATEGORY soon (affinity × complement graph × recency)."""
-    from pipelines.recommend import load_bundle
+    from recsys.bundle import load_bundle
     from recsys.campaigns import category_propensity
 
     try:

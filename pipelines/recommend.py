@@ -14,14 +14,10 @@ from recsys.exceptions import RecsysError
 
 
 def load_bundle(tag: str):  # type: ignore[no-untyped-def]
-    from recsys.bundle import Bundle
-    from recsys.registry import Registry
+    """``recsys.bundle.load_bundle(tag)`` (typed there): kept for the commands importing it from here."""
+    from recsys.bundle import load_bundle as load
 
-    t0 = time.perf_counter()
-    version = Registry().resolve(tag)
-    bundle = Bundle.load(version.path)
-    log.info("loaded %s in %.2fs", version.tag, time.perf_counter() - t0)
-    return version, bundle
+    return load(tag)
 
 
 def read_customers(path: Path) -> list[str]:

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import platform
 import subprocess
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -36,7 +38,12 @@ from recsys.ranking._features import ItemStats
 from recsys.ranking._trees import TreeEnsemble
 from recsys.ranking.hybrid import HybridRecommender
 
-__all__ = ["Bundle", "generator_class", "library_versions", "git_sha"]
+if TYPE_CHECKING:
+    from recsys.registry import ModelVersion, Registry
+
+__all__ = ["Bundle", "generator_class", "library_versions", "git_sha", "load_bundle"]
+
+log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = 1
 
@@ -161,3 +168,27 @@ def _load_trees(path: Path) -> TreeEnsemble | None:
         return None
     with np.load(path, allow_pickle=False) as npz:
         return TreeEnsemble.from_arrays({k: npz[k] for k in npz.files})
+
+
+def load_bundle(tag: str = "promoted", *, registry: Registry | None = None) -> tuple[ModelVersion, Bundle]:
+    """The stored version ``tag`` names and its loaded bundle: what every batch job starts with.
+
+    Parameters
+    ----------
+    tag
+        ``promoted``, ``latest``, ``crosssell:<version>`` or ``<version>`` (``Registry.resolve``).
+    registry
+        Where the versions are stored; default ``Registry()`` (BentoML's home).
+
+    Raises
+    ------
+    BundleError
+        No such version, nothing promoted yet, or a missing or corrupt bundle.
+    """
+    from recsys.registry import Registry
+
+    t0 = time.perf_counter()
+    version = (registry or Registry()).resolve(tag)
+    bundle = Bundle.load(version.path)
+    log.info("loaded %s in %.2fs", version.tag, time.perf_counter() - t0)
+    return version, bundle

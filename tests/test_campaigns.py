@@ -40,9 +40,11 @@ from recsys.campaigns import (
     shard_mask,
     summary_path,
 )
-from recsys.campaigns._codes import codes_of
-from recsys.campaigns._picks import CHECKED_STRATEGIES, PickContext, candidates, rank_within
-from recsys.campaigns._run import _campaign_rules, _pool, _rules_history
+from recsys.campaigns._batches import _pool, _rules_history
+from recsys.campaigns._context import PickContext
+from recsys.campaigns._run import _campaign_rules
+from recsys.campaigns._strategies import CHECKED_STRATEGIES, candidates
+from recsys.campaigns._util import codes_of, rank_within
 from recsys.config import GENERATORS, TrainConfig
 from recsys.data.synthetic import generate_shop
 from recsys.dataset import Dataset
@@ -646,9 +648,9 @@ def test_a_shared_index_gives_the_lists_of_a_fresh_one(saved: tuple[str, Path], 
 
 def test_batches_in_threads_give_the_same_picks(bundle: Bundle, data: Dataset, now: datetime,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    import recsys.campaigns._run as run_module
+    import recsys.campaigns._batches as batches_module
 
-    monkeypatch.setattr(run_module, "MIN_PARALLEL_BATCH", 40)  # the synthetic audience is small
+    monkeypatch.setattr(batches_module, "MIN_PARALLEL_BATCH", 40)  # the synthetic audience is small
     index = CampaignIndex(bundle, data)
     for kind in ["complements", "upsell", "new_in_category", "welcome"]:
         campaign = _campaign(strategy=kind, n_picks=4, holdout_share=0.2)
@@ -706,7 +708,7 @@ def test_cli_runs_several_campaigns_in_order_with_caps_across_them(tmp_path: Pat
 def test_bought_bitmap_and_hash_set_agree_with_the_purchases(
     bundle: Bundle, data: Dataset, now: datetime, days: int, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import recsys.campaigns._picks as picks_module
+    import recsys.campaigns._context as context_module
 
     ctx = PickContext(bundle, data, now=now, rules=PLACEMENTS["email"])
     ids = data.purchases["customer_id"].unique().sort().to_list()[:300]
@@ -720,7 +722,7 @@ def test_bought_bitmap_and_hash_set_agree_with_the_purchases(
     expected = np.array([(a, b) in truth for a, b in zip(c.tolist(), i.tolist())])
     assert expected.sum() >= window.height > 0
     assert (ctx.bought(c, i, hist, days) == expected).all()
-    monkeypatch.setattr(picks_module, "MAX_BITMAP_BYTES", 0)  # the hash-set path
+    monkeypatch.setattr(context_module, "MAX_BITMAP_BYTES", 0)  # the hash-set path
     fresh = PickContext(bundle, data, now=now, rules=PLACEMENTS["email"])
     assert (fresh.bought(c, i, hist, days) == expected).all()
 

@@ -9,6 +9,9 @@ measurement, and an audit trail (the send log) that makes every run idempotent.
     >>> campaign = load_campaign("configs/campaigns/trousers_to_belts_shoes.yaml")  # doctest: +SKIP
     >>> run = run_campaign(campaign, bundle, data, placements=load_placements("configs/placements.yaml"),
     ...                    store=Store("sqlite:///data/state.db"), out="picks.parquet")  # doctest: +SKIP
+    >>> for run in run_campaigns([welcome, winback], bundle, data, placements=rules, store=store,
+    ...                          out="week49/{campaign}.parquet"):  # doctest: +SKIP
+    ...     print(summary_lines(run.summary))
     >>> run.summary["excluded"]  # doctest: +SKIP
     {'consent': 412, 'suppression': 3, 'erased': 0, 'frequency_cap': 17, 'no_picks': 25, 'holdout': 60}
     >>> campaign_kpis(store)  # doctest: +SKIP
@@ -16,38 +19,29 @@ measurement, and an audit trail (the send log) that makes every run idempotent.
 
 from __future__ import annotations
 
-from recsys.campaigns._audience import build_audience, category_propensity, read_customer_ids, segment_frame
-from recsys.campaigns._config import Campaign, Strategy, campaign_from_dict, load_campaign
+from recsys.campaigns._audience import build_audience, category_propensity
+from recsys.campaigns._config import Campaign, campaign_from_dict, load_campaign
+from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask
 from recsys.campaigns._index import CampaignIndex
-from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask, stable_hash
-from recsys.campaigns._kpis import KPI_COLUMNS, campaign_kpis
-from recsys.campaigns._picks import STRATEGIES, PickContext
-from recsys.campaigns._run import (
-    EXCLUSION_REASONS,
-    PICK_COLUMNS,
-    CampaignRun,
-    check_campaign,
-    default_now,
-    plan_campaign,
-    resolve_consent,
-    run_campaign,
-    summary_lines,
-    summary_path,
-)
+from recsys.campaigns._kpis import campaign_kpis
+from recsys.campaigns._pressure import EXCLUSION_REASONS
+from recsys.campaigns._run import PICK_COLUMNS, CampaignRun, default_now, plan_campaign, run_campaign
+from recsys.campaigns._series import run_campaigns
+from recsys.campaigns._summary import summary_lines, summary_path
 
+# The public surface: what the CLI, the service, benches and tests use.  Everything else (strategies,
+# the pick context, consent and pressure, summaries' internals) lives in the private modules:
+#   _config (campaign files) · _audience · _index (shared codes and tables) · _context and
+#   _strategies (candidates) · _batches (pool and rules, batch by batch) · _pressure (consent, caps) ·
+#   _run (one campaign) · _series (several) · _summary · _kpis · _hash (shards, holdout) · _util
 __all__ = [
     "Campaign",
     "CampaignIndex",
     "CampaignRun",
     "EXCLUSION_REASONS",
-    "KPI_COLUMNS",
     "PICK_COLUMNS",
-    "PickContext",
-    "STRATEGIES",
-    "Strategy",
     "build_audience",
     "campaign_from_dict",
-    "check_campaign",
     "campaign_kpis",
     "category_propensity",
     "default_now",
@@ -55,12 +49,9 @@ __all__ = [
     "load_campaign",
     "parse_shard",
     "plan_campaign",
-    "read_customer_ids",
-    "segment_frame",
-    "resolve_consent",
     "run_campaign",
+    "run_campaigns",
     "shard_mask",
-    "stable_hash",
     "summary_lines",
     "summary_path",
 ]

@@ -29,13 +29,13 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
+from recsys._arrays import unique_sorted
 from recsys.bundle import Bundle
-from recsys.campaigns._codes import code_expr, codes_of, paid_median
+from recsys.campaigns._util import code_expr, codes_of, paid_median
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
 from recsys.models.base import PAD_ID
 from recsys.rules import PlacementRules, RuleSet
-from recsys.rules._engine import unique_sorted
 
 __all__ = ["CampaignIndex", "shared_index"]
 

@@ -12,7 +12,7 @@ merchandisers change them without retraining, and keeps every placement honest i
 
 from __future__ import annotations
 
-from recsys.rules._config import Block, Boost, Pin, PlacementRules, UpsellBand, load_placements
+from recsys.rules._config import Block, Boost, Pin, PlacementRules, UpsellBand, as_naive_utc, load_placements
 from recsys.rules._engine import OUTPUT_COLUMNS, RuleSet, apply_rules
 
 __all__ = [
@@ -25,4 +25,5 @@ __all__ = [
     "apply_rules",
     "load_placements",
     "OUTPUT_COLUMNS",
+    "as_naive_utc",
 ]

@@ -42,6 +42,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from recsys._arrays import unique_sorted
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.rules._catalogue import CatalogueIndex, DatedState, dated_state
 from recsys.rules._config import PlacementRules, as_naive_utc
@@ -579,16 +580,6 @@ def _unknown_names(rules: PlacementRules, cat: CatalogueIndex) -> dict[str, list
 
 def _no_refs(c: int) -> None:
     return None
-
-
-def unique_sorted(keys: np.ndarray) -> np.ndarray:
-    """Sorted distinct values.  ``np.unique`` (numpy 2.4) takes a hash path that is ~15× slower here."""
-    if len(keys) == 0:
-        return keys
-    keys = np.sort(keys)
-    first = np.ones(len(keys), dtype=bool)
-    first[1:] = keys[1:] != keys[:-1]
-    return keys[first]
 
 
 def _in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
