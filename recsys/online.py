@@ -120,8 +120,11 @@ class OnlineRecommender:
         """Rank every known customer's candidates in batches (the batch path costs a fraction of the
         per-request path); returns how many customers are ready.  Safe to call before the swap."""
         ids = self.hybrid.history.customers.ids.tolist()
-        if max_customers is not None:
-            ids = ids[:max_customers]
+        if max_customers is not None and len(ids) > max_customers:
+            # the most recently active first: they are the likeliest visitors; the rest take the live path
+            last = (self.hybrid.history.frame.group_by("customer_id").agg(pl.col("ts").max())
+                    .sort(["ts", "customer_id"], descending=[True, False]).head(max_customers))
+            ids = last["customer_id"].sort().to_list()
         done = 0
         for start in range(0, len(ids), batch):
             chunk = ids[start:start + batch]

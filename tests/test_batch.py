@@ -86,3 +86,17 @@ def test_history_append_is_pending_until_compacted_and_reads_agree(bundle: Bundl
     assert h.of_many(known + ["NEW-CUSTOMER"]).equals(rebuilt.of_many(known + ["NEW-CUSTOMER"]))
     assert h.frame.equals(rebuilt.frame) and h._delta.height == 0  # whole-table read merges
     assert h.customers == rebuilt.customers
+
+
+def test_service_precomputes_the_most_recent_customers_first(synthetic_bundle_dir: Path) -> None:
+    """With a cap, the precomputed rankings are those of the most recently active customers."""
+    from recsys.online import OnlineRecommender
+    from recsys.rules import load_placements
+
+    root = Path(__file__).resolve().parents[1]
+    online = OnlineRecommender(Bundle.load(synthetic_bundle_dir), load_placements(root / "configs" / "placements.yaml"),
+                               version="crosssell:t")
+    assert online.precompute(max_customers=25) == 25
+    last = online.hybrid.history.frame.group_by("customer_id").agg(pl.col("ts").max()).sort("ts", descending=True)
+    cutoff = last["ts"][24]
+    assert all(last.filter(pl.col("customer_id") == c)["ts"][0] >= cutoff for c in online.precomputed)
