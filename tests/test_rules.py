@@ -606,14 +606,14 @@ def test_batch_equals_per_customer_on_the_synthetic_shop(shop_inputs):
 
 def test_batch_path_with_large_frames_matches_small_path(shop_inputs, monkeypatch):
     """Above the size threshold ids are mapped by polars joins; the answer must not change."""
-    import recsys.rules._engine as engine
+    import recsys.rules._frames as frames
 
     ds, cands, hist, popular, now, customers = shop_inputs
     rs = RuleSet(PlacementRules(exclude_bought_days=30, diversity="round_robin"), ds.items, popular)
     small = rs.apply(cands, n=12, now=now, history=hist)
-    monkeypatch.setattr(engine, "_SMALL", 10)
+    monkeypatch.setattr(frames, "SMALL", 10)
     assert rs.apply(cands, n=12, now=now, history=hist).equals(small)
-    monkeypatch.setattr(engine, "_SMALL", 10**9)
+    monkeypatch.setattr(frames, "SMALL", 10**9)
     assert rs.apply(cands, n=12, now=now, history=hist).equals(small)
 
 

@@ -29,13 +29,17 @@ Speed: the vectorised stage is numpy over the request's rows (item and customer 
 dict for small requests and a polars join for batches); the final walk per customer is plain Python
 (see ``_select``), which keeps one customer × 200 candidates well under a millisecond and makes the
 batch path and the one-customer path the same code.
+
+Layout: ``RuleSet`` here; frames in and out (ids ↔ codes) in ``_frames``, the upsell band in
+``_upsell``, the walk per customer in ``_select``, catalogue look-ups and dated entries in
+``_catalogue``, the configuration in ``_config``.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Final
 
@@ -46,15 +50,20 @@ from recsys._arrays import unique_sorted
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.rules._catalogue import CatalogueIndex, DatedState, dated_state
 from recsys.rules._config import PlacementRules, as_naive_utc
-from recsys.rules._select import (
-    BATCH_FIRST_TIER,
-    KIND_CANDIDATE,
-    KIND_PINNED,
-    KIND_POPULAR,
-    KIND_TRENDING,
-    Selector,
-    first_tier,
+from recsys.rules._frames import (
+    best_first,
+    build_output,
+    check_n,
+    codes,
+    customer_order,
+    due_item_keys,
+    empty_output,
+    encode_history,
+    history_arrays,
+    require,
 )
+from recsys.rules._select import BATCH_FIRST_TIER, KIND_CANDIDATE, Selector, first_tier
+from recsys.rules._upsell import upsell_band
 
 __all__ = ["RuleSet", "apply_rules", "OUTPUT_COLUMNS"]
 
@@ -64,15 +73,8 @@ _WARNED: set[str] = set()
 OUTPUT_COLUMNS: Final[tuple[str, ...]] = (
     "customer_id", "rank", "item_id", "score", "reason_type", "source_item_id", "source_ts",
 )
-#: Above this many rows, ids are mapped with polars joins instead of Python dict look-ups.
-_SMALL: Final = 4096
 _US_PER_DAY: Final = 86_400_000_000
 _EPOCH: Final = datetime(1970, 1, 1)
-_REASON: Final[dict[int, str]] = {
-    KIND_PINNED: "pinned", KIND_TRENDING: "trending_in_category", KIND_POPULAR: "popular",
-}
-#: reason_type of candidates when ``ranked`` has no reason_type column.
-DEFAULT_REASON: Final = "ranked"
 
 
 class RuleSet:
@@ -216,12 +218,12 @@ class RuleSet:
             Candidates keep their (boosted) score and reason; pins keep the candidate score when they
             were candidates (else null); fallback rows carry the popularity score (null when none).
         """
-        _check_n(n, "apply")
+        check_n(n, "apply")
         if not isinstance(now, datetime):
             raise ConfigError(
                 f"The 'now' parameter of RuleSet.apply must be a datetime. Got {now!r} instead."
             )
-        _require(ranked, "ranked", ("customer_id", "item_id", "score"))
+        require(ranked, "ranked", ("customer_id", "item_id", "score"))
         if isinstance(customer_ids, str):
             customer_ids = [customer_ids]
         if isinstance(context_item_ids, str):
@@ -234,14 +236,14 @@ class RuleSet:
 
         # ---- customers and rows, encoded as integers
         ranked_cust = ranked["customer_id"].cast(pl.String)
-        customers = _customer_order(customer_ids, ranked_cust)
+        customers = customer_order(customer_ids, ranked_cust)
         C = len(customers)
         if C == 0 or n == 0:
-            return _empty_output(ranked)
+            return empty_output(ranked)
         cust_code = {c: i for i, c in enumerate(customers)}
-        r_cust = np.zeros(ranked.height, dtype=np.int64) if C == 1 else _codes(ranked_cust, cust_code, None)
-        r_item = _codes(ranked["item_id"].cast(pl.String), cat.index, cat.index_frame)
-        coded = _encode_history(history, customers, cust_code, cat)
+        r_cust = np.zeros(ranked.height, dtype=np.int64) if C == 1 else codes(ranked_cust, cust_code, None)
+        r_item = codes(ranked["item_id"].cast(pl.String), cat.index, cat.index_frame)
+        coded = encode_history(history, customers, cust_code, cat)
         return self._apply_encoded(ranked, customers, cust_code, r_cust, r_item, coded, n=n, now=now,
                                    replenish_due=replenish_due, context_item_ids=context_item_ids)
 
@@ -279,12 +281,12 @@ class RuleSet:
         SchemaError
             A missing column, or a code outside its range.
         """
-        _check_n(n, "apply_codes")
-        _require(ranked, "ranked", ("_c", "_i", "score"))
+        check_n(n, "apply_codes")
+        require(ranked, "ranked", ("_c", "_i", "score"))
         customers = [str(c) for c in customer_ids]
         C, N = len(customers), self._cat.n_items
         if C == 0 or int(n) == 0:
-            return _empty_output(ranked)
+            return empty_output(ranked)
         r_cust = ranked["_c"].cast(pl.Int64).to_numpy()
         r_item = ranked["_i"].cast(pl.Int64).fill_null(-1).to_numpy()
         if len(r_cust) and (r_cust.min() < 0 or r_cust.max() >= C or r_item.max() >= N):
@@ -293,10 +295,10 @@ class RuleSet:
         empty = np.zeros(0, dtype=np.int64)
         coded: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] = (empty, empty, empty, np.zeros(0))
         if history is not None and history.height:
-            _require(history, "history", ("_c", "_i", "ts"))
+            require(history, "history", ("_c", "_i", "ts"))
             hc = history["_c"].cast(pl.Int64).fill_null(-1).to_numpy()
             hc = np.where(hc < C, hc, -1)  # (customers outside the list are no one's history)
-            coded = _history_arrays(history, hc, history["_i"].cast(pl.Int64).fill_null(-1).to_numpy())
+            coded = history_arrays(history, hc, history["_i"].cast(pl.Int64).fill_null(-1).to_numpy())
         return self._apply_encoded(ranked, customers, {c: i for i, c in enumerate(customers)}, r_cust, r_item,
                                    coded, n=int(n), now=as_naive_utc(now), replenish_due=replenish_due,
                                    context_item_ids=None)
@@ -330,7 +332,7 @@ class RuleSet:
             if rules.exclude_bought_days > 0:
                 recent = h_ts >= _to_us(now) - rules.exclude_bought_days * _US_PER_DAY
             bought_keys = unique_sorted(h_cust[recent] * N + h_item[recent])
-            due_keys = _due_keys(replenish_due, cust_code, cat, self._replen_ok, N)
+            due_keys = due_item_keys(replenish_due, cust_code, cat, self._replen_ok, N)
             if len(due_keys):
                 bought_keys = bought_keys[~_in_sorted(bought_keys, due_keys)]
             if len(bought_keys):
@@ -338,16 +340,17 @@ class RuleSet:
 
         inc = self._include_ok[it] if self._include_ok is not None else np.ones(len(it), dtype=bool)
         band = np.ones(len(it), dtype=bool)
-        refs_of = _no_refs
+        refs_of: Callable[[int], dict[int, float] | None] = _no_refs
         if rules.upsell.enabled:
-            band, refs_of = self._upsell(r_cust, it, ctx_items, h_cust, h_item, h_ts, h_price, C)
+            band, refs_of = upsell_band(cat, rules.upsell, r_cust, it, ctx_items, h_cust, h_item, h_ts, h_price,
+                                        C)
 
         if state.factor is not None:
             f = state.factor[it]
             r_score = np.where(r_score >= 0, r_score * f, r_score / f)
 
         # ---- per customer: best row per item among hard-eligible rows, best first
-        keep = _best_first(r_cust, -r_score + 0.0, cat.id_rank[it])  # + 0.0: -0.0 sorts as 0.0 everywhere
+        keep = best_first(r_cust, -r_score + 0.0, cat.id_rank[it])  # + 0.0: -0.0 sorts as 0.0 everywhere
         keep = keep[hard[keep]]
         if len(keep):  # duplicates: keep each item's best row (the first in this order)
             by_item = np.argsort(r_cust[keep] * N + it[keep], kind="stable")
@@ -411,132 +414,7 @@ class RuleSet:
             )
             out_picks.extend(picks)
             out_len.append(len(picks))
-        return self._output(ranked, customers, out_len, out_picks)
-
-    # ------------------------------------------------------------------ internals
-    def _upsell(self, r_cust: np.ndarray, it: np.ndarray, ctx_items: np.ndarray,
-                h_cust: np.ndarray, h_item: np.ndarray, h_ts: np.ndarray, h_price: np.ndarray, C: int):
-        """Rows inside the upsell band (or whose customer has no reference) and a
-        ``customer → {category: reference price}`` accessor."""
-        cat, band = self._cat, self.rules.upsell
-        K = len(cat.categories)
-        ref = np.full(len(it), np.nan)
-        ctx_known = ctx_items[cat.category[ctx_items] >= 0] if len(ctx_items) else ctx_items
-        if len(ctx_known):
-            # Reference = the context item's price; with several in one category, the dearest.
-            ref_by_cat = np.full(K, np.nan)
-            np.fmax.at(ref_by_cat, cat.category[ctx_known], cat.price[ctx_known])
-            refs_ctx = {int(k): float(v) for k, v in enumerate(ref_by_cat) if v == v}
-            codes = cat.category[it]
-            ref = np.where(codes >= 0, ref_by_cat[np.maximum(codes, 0)], np.nan)
-            has_ref = np.full(C, bool(refs_ctx))
-
-            def refs_of(c: int) -> dict[int, float] | None:
-                return refs_ctx if refs_ctx else None
-        else:
-            # Reference = the price the customer last paid in each category (latest purchase wins).
-            hk = h_item >= 0
-            codes = cat.category[np.where(hk, h_item, 0)]
-            m = hk & (codes >= 0)
-            paid = np.where(np.isnan(h_price), cat.price[np.where(hk, h_item, 0)], h_price)
-            keys, ts, paid = h_cust[m] * K + codes[m], h_ts[m], paid[m]
-            o = np.lexsort((paid, ts, keys))
-            keys, paid = keys[o], paid[o]
-            last = np.ones(len(keys), dtype=bool)
-            last[:-1] = keys[1:] != keys[:-1]
-            ref_keys, ref_vals = keys[last], paid[last]
-            ok_ref = ~np.isnan(ref_vals)
-            ref_keys, ref_vals = ref_keys[ok_ref], ref_vals[ok_ref]
-            row_codes = cat.category[it]
-            row_keys = r_cust * K + row_codes
-            pos = np.searchsorted(ref_keys, row_keys)
-            pos_c = np.minimum(pos, max(len(ref_keys) - 1, 0))
-            hit = (len(ref_keys) > 0) & (row_codes >= 0)
-            if len(ref_keys):
-                hit &= ref_keys[pos_c] == row_keys
-                ref = np.where(hit, ref_vals[pos_c], np.nan)
-            has_ref = np.zeros(C, dtype=bool)
-            has_ref[ref_keys // K if K else np.zeros(0, np.int64)] = True
-            bounds = np.searchsorted(ref_keys, np.arange(C + 1) * K).tolist()
-            ref_cats, ref_list = (ref_keys % K if K else ref_keys).tolist(), ref_vals.tolist()
-
-            def refs_of(c: int) -> dict[int, float] | None:
-                lo, hi = bounds[c], bounds[c + 1]
-                return dict(zip(ref_cats[lo:hi], ref_list[lo:hi])) if hi > lo else None
-        price = cat.price[it]
-        with np.errstate(invalid="ignore"):
-            in_band = (price >= band.min_ratio * ref) & (price <= band.max_ratio * ref)
-        return in_band | ~has_ref[r_cust], refs_of
-
-    def _output(self, ranked: pl.DataFrame, customers: list[str], lengths: list[int],
-                picks: list[tuple[int, int, int, float | None]]) -> pl.DataFrame:
-        """Assemble the result; candidate rows take reason and source from their row of ``ranked``.
-
-        Small results avoid polars gathers and per-column Series construction: a gather runs on
-        polars' thread pool, which under CPU contention costs milliseconds for a dozen rows, and a
-        row-oriented build is cheaper than seven Series for a dozen rows.
-        """
-        cat = self._cat
-        score_dtype = _score_dtype(ranked)
-        ts_dtype = ranked.schema.get("source_ts", pl.Datetime("us"))
-        total = len(picks)
-        src_row = [p[2] if p[1] == KIND_CANDIDATE else None for p in picks]
-        reason: list[str | None] | pl.Series
-        if "reason_type" in ranked.columns and total > _SMALL:
-            # a gather of the picked rows, not a Python list of every candidate's reason
-            kinds = pl.Series([_REASON.get(p[1]) for p in picks], dtype=pl.String)
-            reason = ranked["reason_type"].cast(pl.String).gather(pl.Series(src_row, dtype=pl.UInt32)) \
-                .fill_null(kinds)
-        elif "reason_type" in ranked.columns:
-            reasons = ranked["reason_type"].cast(pl.String).to_list()
-            reason = [reasons[r] if r is not None else _REASON[p[1]] for r, p in zip(src_row, picks)]
-        else:
-            reason = [DEFAULT_REASON if r is not None else _REASON[p[1]] for r, p in zip(src_row, picks)]
-        cust_col = [c for c, m in zip(customers, lengths) for _ in range(m)]
-        rank_col = [r for m in lengths for r in range(1, m + 1)]
-        item_ids = cat.item_ids
-        item_col = [item_ids[p[0]] for p in picks]
-        score_col = [p[3] for p in picks]
-        has_src_item = "source_item_id" in ranked.columns and ranked.height > 0
-        has_src_ts = "source_ts" in ranked.columns and ranked.height > 0
-        src_ts = pl.Series("source_ts", [None] * total, dtype=ts_dtype)
-        if total <= _SMALL:
-            if has_src_item:
-                values = ranked["source_item_id"].cast(pl.String).to_list()
-                src_item_col = [values[r] if r is not None else None for r in src_row]
-            else:
-                src_item_col = [None] * total
-            if has_src_ts and isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone is None:
-                at = np.fromiter((r if r is not None else 0 for r in src_row), dtype=np.int64, count=total)
-                ts = ranked["source_ts"].to_numpy()[at]
-                ts[np.fromiter((r is None for r in src_row), dtype=bool, count=total)] = np.datetime64("NaT")
-                src_ts = pl.Series("source_ts", ts).cast(ts_dtype)
-            elif has_src_ts:
-                src_ts = ranked["source_ts"].to_frame()[pl.Series(src_row, dtype=pl.UInt32)].to_series()
-            frame = pl.DataFrame(
-                list(zip(cust_col, rank_col, item_col, score_col, reason, src_item_col)), orient="row",
-                schema={"customer_id": pl.String, "rank": pl.Int32, "item_id": pl.String,
-                        "score": score_dtype, "reason_type": pl.String, "source_item_id": pl.String},
-            )
-            frame.insert_column(6, src_ts)
-            return frame
-        src_item = pl.Series("source_item_id", [None] * total, dtype=pl.String)
-        present = [c for c, ok in (("source_item_id", has_src_item), ("source_ts", has_src_ts)) if ok]
-        if present:
-            gathered = ranked[present][pl.Series(src_row, dtype=pl.UInt32)]
-            if has_src_item:
-                src_item = gathered["source_item_id"].cast(pl.String)
-            if has_src_ts:
-                src_ts = gathered["source_ts"].cast(ts_dtype)
-        return pl.DataFrame([
-            pl.Series("customer_id", cust_col, dtype=pl.String),
-            pl.Series("rank", rank_col, dtype=pl.Int32),
-            pl.Series("item_id", item_col, dtype=pl.String),
-            pl.Series("score", score_col, dtype=pl.Float64).cast(score_dtype),
-            pl.Series("reason_type", reason, dtype=pl.String),
-            src_item,
-            src_ts,
-        ])
+        return build_output(ranked, customers, out_len, out_picks, cat)
 
 
 def apply_rules(
@@ -593,120 +471,3 @@ def _in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
 def _to_us(ts: datetime) -> int:
     delta = ts - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
-    if not isinstance(frame, pl.DataFrame):
-        raise SchemaError(f"{name}: expected a polars DataFrame, got {type(frame).__name__}", source=name)
-    for col in columns:
-        if col not in frame.columns:
-            raise SchemaError(f"{name}: missing required column '{col}' (has {frame.columns})",
-                              source=name, column=col)
-
-
-def _best_first(cust: np.ndarray, neg_score: np.ndarray, id_rank: np.ndarray) -> np.ndarray:
-    """Row order by customer, score descending, item id, then input row (a total, deterministic order)."""
-    if len(cust) <= _SMALL:
-        return np.lexsort((id_rank, neg_score, cust))  # lexsort is stable: input row breaks the last ties
-    frame = pl.DataFrame({"c": cust, "s": neg_score, "r": id_rank})
-    return frame.select(pl.arg_sort_by(["c", "s", "r"], maintain_order=True)).to_series().to_numpy()
-
-
-def _customer_order(customer_ids: Sequence[str] | None, ranked_cust: pl.Series) -> list[str]:
-    order: dict[str, None] = dict.fromkeys(str(c) for c in customer_ids or () if c is not None)
-    if ranked_cust.len() <= _SMALL:
-        order.update(dict.fromkeys(ranked_cust.to_list()))
-    else:
-        order.update(dict.fromkeys(ranked_cust.unique(maintain_order=True).to_list()))
-    return list(order)
-
-
-def _codes(values: pl.Series, mapping: dict[str, int], frame: pl.DataFrame | None) -> np.ndarray:
-    """Integer code of each value (-1 when unknown): dict look-ups when small, a polars join when large."""
-    if values.len() <= _SMALL:
-        get = mapping.get
-        return np.fromiter((get(v, -1) for v in values.to_list()), dtype=np.int64, count=values.len())
-    if frame is None:
-        frame = pl.DataFrame({"item_id": list(mapping), "_idx": list(mapping.values())},
-                             schema={"item_id": pl.String, "_idx": pl.Int64})
-    joined = values.alias("item_id").to_frame().join(frame, on="item_id", how="left", maintain_order="left")
-    return joined["_idx"].fill_null(-1).to_numpy().astype(np.int64, copy=False)
-
-
-def _encode_history(history: pl.DataFrame | None, customers: list[str], cust_code: dict[str, int],
-                    cat: CatalogueIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(customer code, item index, ts in µs, unit price or NaN) of known purchases of our customers.
-
-    Works on numpy/lists rather than polars expressions: each expression costs a query plan, which
-    would dominate a one-customer request.
-    """
-    empty = np.zeros(0, dtype=np.int64)
-    if history is None or history.height == 0:
-        return empty, empty, empty, np.zeros(0)
-    _require(history, "history", ("customer_id", "item_id", "ts"))
-    h = history
-    if h.height > _SMALL:  # e.g. a whole purchase table: cut it to our customers first
-        h = h.filter(pl.col("customer_id").is_in(pl.Series(customers, dtype=pl.String).implode()))
-    if len(customers) == 1 and h.height <= _SMALL:  # the web request: compare instead of hashing
-        same = np.asarray(h["customer_id"].cast(pl.String).to_list(), dtype=object) == customers[0]
-        hc = np.where(same, 0, -1).astype(np.int64)
-    else:
-        hc = _codes(h["customer_id"].cast(pl.String), cust_code, None)
-    hi = _codes(h["item_id"].cast(pl.String), cat.index, cat.index_frame)
-    return _history_arrays(h, hc, hi)
-
-
-def _history_arrays(h: pl.DataFrame, hc: np.ndarray,
-                    hi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The purchase lines of ``h`` with a customer code and an item index (``hc``, ``hi`` ≥ 0), a time and
-    a purchase event: ``(customer code, item index, ts in µs UTC, unit price or NaN)``."""
-    ts = h["ts"]
-    if ts.dtype != pl.Datetime("us"):
-        if isinstance(ts.dtype, pl.Datetime) and ts.dtype.time_zone is not None:
-            ts = ts.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-        ts = ts.cast(pl.Datetime("us"))
-    hts = ts.to_numpy().view(np.int64)
-    price = h["price"].cast(pl.Float64).to_numpy() if "price" in h.columns else np.full(h.height, np.nan)
-    m = (hc >= 0) & (hi >= 0) & (hts != np.iinfo(np.int64).min)
-    if "event" in h.columns:
-        ev = h["event"].cast(pl.String)
-        if ev.len() <= _SMALL:
-            m &= np.fromiter((e is None or e == "purchase" for e in ev.to_list()), dtype=bool, count=ev.len())
-        else:
-            m &= (ev.is_null() | (ev == "purchase")).to_numpy()
-    return hc[m], hi[m], hts[m], price[m]
-
-
-def _check_n(n: object, method: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ConfigError(f"The 'n' parameter of RuleSet.{method} must be an int in [0, inf). "
-                          f"Got {n!r} instead.")
-
-
-def _due_keys(replenish_due: pl.DataFrame | None, cust_code: dict[str, int], cat: CatalogueIndex,
-              replen_ok: np.ndarray, N: int) -> np.ndarray:
-    if replenish_due is None or replenish_due.height == 0:
-        return np.zeros(0, dtype=np.int64)
-    _require(replenish_due, "replenish_due", ("customer_id", "item_id", "due"))
-    d = replenish_due.filter(pl.col("due").fill_null(False).cast(pl.Boolean))
-    dc = _codes(d["customer_id"].cast(pl.String), cust_code, None)
-    di = _codes(d["item_id"].cast(pl.String), cat.index, cat.index_frame)
-    m = (dc >= 0) & (di >= 0)
-    dc, di = dc[m], di[m]
-    m = replen_ok[di]
-    return unique_sorted(dc[m] * N + di[m])
-
-
-def _score_dtype(ranked: pl.DataFrame) -> pl.DataType:
-    """Output scores keep the ranker's float width (Float32 stays Float32); anything else is Float64."""
-    dtype = ranked.schema.get("score", pl.Float64)
-    return dtype if dtype in (pl.Float32, pl.Float64) else pl.Float64
-
-
-def _empty_output(ranked: pl.DataFrame) -> pl.DataFrame:
-    score_dtype = _score_dtype(ranked)
-    return pl.DataFrame(schema={
-        "customer_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": score_dtype,
-        "reason_type": pl.String, "source_item_id": pl.String,
-        "source_ts": ranked.schema.get("source_ts", pl.Datetime("us")),
-    })
