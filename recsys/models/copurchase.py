@@ -30,6 +30,14 @@ from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models._implicit_util import SPARSE_ROWS, neighbourhood_top_n, positive_top_n
 from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param, top_n
+from recsys.models._util import (
+    csr_from_coo,
+    gather_rows,
+    index_of,
+    purchases_of,
+    resolve_rows,
+    sorted_ids,
+)
 
 __all__ = ["CoPurchase"]
 
@@ -41,22 +49,6 @@ _SMALL_EXPANSION = 200_000
 
 
 # ------------------------------------------------------------------------------ shared helpers
-def purchases_of(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Purchase rows with the columns these models need (``order_id`` null when absent)."""
-    frame = (
-        interactions.filter(pl.col("event") == "purchase")
-        if "event" in interactions.columns
-        else interactions
-    )
-    order = pl.col("order_id").cast(pl.String) if "order_id" in frame.columns else pl.lit(None, pl.String)
-    return frame.select(
-        pl.col("customer_id").cast(pl.String),
-        pl.col("item_id").cast(pl.String),
-        pl.col("ts").cast(pl.Datetime("us")),
-        order.alias("order_id"),
-    )
-
-
 def with_basket_key(purchases: pl.DataFrame) -> pl.DataFrame:
     """Add ``basket_key``: the order id, or the calendar day when the order id is null.
 
@@ -102,95 +94,6 @@ def number_baskets(
     first = np.searchsorted(basket_cust, basket_cust, side="left")
     ordinal = np.arange(len(basket_cust), dtype=np.int64) - first
     return line_basket, index_of(p["item_id"], items), basket_cust, baskets["ts"].to_numpy() / _US, ordinal
-
-
-def sorted_ids(*columns: pl.Series) -> IdMap:
-    """Sorted unique ids of several string columns (``IdMap.from_values`` without a Python set)."""
-    values = pl.concat([c.cast(pl.String) for c in columns]).drop_nulls().unique().sort()
-    return IdMap(np.array(values.to_list(), dtype=object))
-
-
-def index_of(values: pl.Series, ids: IdMap) -> np.ndarray:
-    """Vectorised ``IdMap.index`` through a join (the dict lookup is a Python loop)."""
-    if values.len() == 0:
-        return np.zeros(0, dtype=np.int64)
-    lookup = pl.DataFrame(
-        {
-            "key": pl.Series(ids.ids.astype(str).tolist(), dtype=pl.String),
-            "idx": np.arange(len(ids), dtype=np.int64),
-        }
-    )
-    joined = pl.DataFrame({"key": values.cast(pl.String)}).join(
-        lookup, on="key", how="left", maintain_order="left"
-    )
-    return joined["idx"].fill_null(-1).to_numpy().astype(np.int64)
-
-
-def epoch_seconds(ts: pl.Series) -> np.ndarray:
-    """Datetimes as float64 seconds since 1970 (the form learned state is stored in)."""
-    return ts.cast(pl.Datetime("us")).dt.epoch("us").to_numpy().astype(np.float64) / _US
-
-
-def to_datetime(seconds: np.ndarray) -> pl.Series:
-    """Inverse of ``epoch_seconds``."""
-    return pl.from_epoch(pl.Series(np.round(np.asarray(seconds) * _US).astype(np.int64)), time_unit="us")
-
-
-def gather_rows(indptr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of the CSR entries of ``rows`` (``-1`` = no row) and the local row of each."""
-    rows = np.asarray(rows, dtype=np.int64)
-    valid = rows >= 0
-    starts = np.zeros(len(rows), dtype=np.int64)
-    lens = np.zeros(len(rows), dtype=np.int64)
-    starts[valid] = indptr[rows[valid]]
-    lens[valid] = indptr[rows[valid] + 1] - starts[valid]
-    local = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
-    offsets = np.arange(lens.sum(), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-    return local, np.repeat(starts, lens) + offsets
-
-
-def sparse_top_n(
-    local: np.ndarray, cols: np.ndarray, scores: np.ndarray, n_rows: int, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top ``n`` of sparse candidates given as (row, col, score) triples, -1/-inf padded.
-
-    Ties are broken by column index so results are deterministic (like ``base.top_n``).
-    """
-    out_idx = np.full((n_rows, n), -1, dtype=np.int64)
-    out_scores = np.full((n_rows, n), -np.inf, dtype=np.float32)
-    keep = np.isfinite(scores)
-    local, cols, scores = local[keep], cols[keep], scores[keep]
-    if len(local) == 0:
-        return out_idx, out_scores
-    order = np.lexsort((cols, -scores, local))
-    local, cols, scores = local[order], cols[order], scores[order]
-    starts = np.searchsorted(local, np.arange(n_rows))
-    rank = np.arange(len(local)) - starts[local]
-    sel = rank < n
-    out_idx[local[sel], rank[sel]] = cols[sel]
-    out_scores[local[sel], rank[sel]] = scores[sel]
-    return out_idx, out_scores
-
-
-def csr_from_coo(rows: np.ndarray, n_rows: int) -> np.ndarray:
-    """``indptr`` for entries already sorted by ``rows``."""
-    return np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n_rows))]).astype(np.int64)
-
-
-def resolve_rows(
-    model: Recommender, customer_ids: str | Sequence[str] | np.ndarray, on_unknown: OnUnknown
-) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, rows) exactly as ``Recommender.recommend`` resolves them, raising for unknowns."""
-    scalar = isinstance(customer_ids, str)
-    ids = np.array([customer_ids] if scalar else list(customer_ids), dtype=object)
-    rows = model._customer_rows(ids)
-    unknown = rows < 0
-    if unknown.any() and on_unknown == "raise":
-        raise UnknownIdError(
-            f"{type(model).__name__}: {int(unknown.sum())} unknown customer id(s), e.g. {ids[unknown][0]!r}; "
-            "pass on_unknown='empty' to get empty rows instead"
-        )
-    return ids, rows
 
 
 # ---------------------------------------------------------------------------------- the model
