@@ -183,7 +183,8 @@ class Registry:
                     raise PromotionRefusedError(
                         f"refusing to promote {candidate.tag}: it {why} and the promoted {current.tag} was "
                         "evaluated; pass --force to promote anyway")
-            if old is not None and new < old:
+            # (new is None here only when old is too: the branch above refused the other case)
+            if old is not None and new is not None and new < old:
                 raise PromotionRefusedError(
                     f"refusing to promote {candidate.tag}: holdout {metric} {new:.4f} is worse than the promoted "
                     f"{current.tag}'s {old:.4f}; pass --force to promote anyway"

@@ -37,6 +37,7 @@ from recsys.campaigns import (
     parse_shard,
     plan_campaign,
     run_campaign,
+    run_campaigns,
     shard_mask,
     summary_path,
 )
@@ -748,3 +749,50 @@ def test_cli_segments_once_for_several_segment_audiences(tmp_path: Path, saved: 
         assert a["audience"] == t["audience"] > 0 and a["excluded"] == t["excluded"]
         assert pl.read_csv(tmp_path / f"a-{name}.csv").drop("campaign").equals(
             pl.read_csv(tmp_path / f"t-{name}.csv").drop("campaign"))
+
+
+def test_run_campaigns_checks_all_then_runs_in_order_with_caps_across_them(bundle: Bundle, data: Dataset,
+                                                                          now: datetime, store: Store,
+                                                                          tmp_path: Path) -> None:
+    """The library's multi-campaign run (what ``recsys campaign run a.yaml b.yaml`` calls): every campaign
+    is checked before the first runs, each logs before the next, run ids get the campaign name."""
+    cap = {"max_emails": 1, "per_days": 7}
+    first = _campaign(name="first", strategy="upsell", frequency_cap=cap)
+    second = _campaign(name="second", strategy="welcome", frequency_cap=cap)
+    notes: list[str] = []
+    runs = list(run_campaigns([first, second], bundle, data, placements=PLACEMENTS, store=store, now=now,
+                              out=tmp_path / "{campaign}.parquet", run_id="w1", notify=notes.append))
+    assert [r.run_id for r in runs] == ["w1:first", "w1:second"]
+    assert [r.out for r in runs] == [tmp_path / "first.parquet", tmp_path / "second.parquet"]
+    assert all(r.out is not None and r.out.exists() for r in runs) and notes[0].startswith("indexed ")
+    assert runs[0].picks.height and runs[1].summary["excluded"]["frequency_cap"] > 0
+    assert not set(runs[1].picks["customer_id"]) & set(runs[0].picks["customer_id"])
+
+    typo = _campaign(name="typo", strategy={"kind": "complements", "categories": ["beltz"]})
+    fresh = Store(f"sqlite:///{tmp_path / 'fresh.db'}")
+    with pytest.raises(ConfigError, match="strategy.categories"):
+        list(run_campaigns([first, typo], bundle, data, placements=PLACEMENTS, store=fresh, now=now,
+                           out=tmp_path / "t-{campaign}.parquet"))
+    assert fresh.count("send_log") == 0 and not (tmp_path / "t-first.parquet").exists()
+    with pytest.raises(ConfigError, match="names must differ"):
+        next(run_campaigns([first, first], bundle, data, placements=PLACEMENTS, out=tmp_path / "{campaign}"))
+    with pytest.raises(ConfigError, match=r"'out' parameter of run_campaigns must contain \{campaign\}"):
+        next(run_campaigns([first, second], bundle, data, placements=PLACEMENTS, out=tmp_path / "p.parquet"))
+
+
+def test_load_bundle_and_typed_generator_access(saved: tuple[str, Path]) -> None:
+    from recsys.bundle import load_bundle
+    from recsys.models.buy_again import BuyAgain
+    from recsys.models.category_complements import CategoryComplements
+    from recsys.models.popularity import Popularity
+
+    tag, path = saved
+    version, bundle = load_bundle(tag)
+    assert version.tag == tag and version.path == path
+    hybrid = bundle.hybrid
+    assert isinstance(hybrid.popularity, Popularity) and hybrid.popularity is hybrid.generators["popularity"]
+    assert isinstance(hybrid.buy_again, BuyAgain)
+    assert isinstance(hybrid.category_complements, CategoryComplements)
+    assert hybrid.generator("als", Popularity) is None  # not in this bundle
+    with pytest.raises(TypeError, match="'popularity' is a Popularity, not a BuyAgain"):
+        hybrid.generator("popularity", BuyAgain)

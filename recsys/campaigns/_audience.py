@@ -215,22 +215,22 @@ def category_propensity(
 
 def _affinity(bundle: Bundle, category: str, customer_ids: pl.Series) -> pl.DataFrame:
     """Posterior category share per customer (``CategoryAffinity``); 0 when the generator is absent."""
-    aff = bundle.hybrid.generators.get("category_affinity")
+    aff = bundle.hybrid.category_affinity
     ids = customer_ids.to_list()
-    if aff is None or getattr(aff, "level", "category") != "category":
+    if aff is None or aff.level != "category":
         return pl.DataFrame({"customer_id": ids, "affinity": [0.0] * len(ids)},
                             schema={"customer_id": pl.String, "affinity": pl.Float64})
-    groups = [str(x) for x in aff.groups_]  # type: ignore[attr-defined]
+    groups = [str(x) for x in aff.groups_]
     g = groups.index(category) if category in groups else -1
-    rows = aff.customer_ids_.index(ids)  # type: ignore[attr-defined]
+    rows = aff.customer_ids_.index(ids)
     known = rows >= 0
     value = np.zeros(len(ids))
     if g >= 0 and known.any():
-        block = aff.weights_[rows[known]]  # type: ignore[attr-defined]
+        block = aff.weights_[rows[known]]
         total = np.asarray(block.sum(axis=1)).ravel()
         w = np.asarray(block[:, g].todense()).ravel()
-        s = float(aff.shop_share_[g])  # type: ignore[attr-defined]
-        prior = float(aff.prior)  # type: ignore[attr-defined]
+        s = float(aff.shop_share_[g])
+        prior = float(aff.prior)
         value[known] = (w + prior * s) / np.maximum(total + prior, 1e-12)
     return pl.DataFrame({"customer_id": pl.Series(ids, dtype=pl.String), "affinity": value})
 
@@ -240,16 +240,17 @@ def _complement_triggers(bundle: Bundle, category: str, hist: pl.DataFrame, age:
 
     Columns ``customer_id, complement, trigger_category, trigger_item_id, trigger_ts``.
     """
-    schema = {"customer_id": pl.String, "complement": pl.Float64, "trigger_category": pl.String,
-              "trigger_item_id": pl.String, "trigger_ts": pl.Datetime("us")}
-    cc = bundle.hybrid.generators.get("category_complements")
+    schema: dict[str, pl.DataType] = {
+        "customer_id": pl.String(), "complement": pl.Float64(), "trigger_category": pl.String(),
+        "trigger_item_id": pl.String(), "trigger_ts": pl.Datetime("us")}
+    cc = bundle.hybrid.category_complements
     if cc is None:
         return pl.DataFrame(schema=schema)
-    graph = cc.graph_frame()  # type: ignore[attr-defined]
+    graph = cc.graph_frame()
     edges = graph.filter(pl.col("target") == category).select("source", "lift")
     if edges.height == 0:
         return pl.DataFrame(schema=schema)
-    half_life = max(float(cc.window_days) / 2.0, 1.0)  # type: ignore[attr-defined]
+    half_life = max(float(cc.window_days) / 2.0, 1.0)
     last_target = hist.filter(pl.col("category") == category).group_by("customer_id").agg(
         pl.col("ts").max().alias("target_ts"))
     return (

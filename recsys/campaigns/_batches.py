@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._context import PickContext
 from recsys.campaigns._strategies import CHECKED_STRATEGIES, PARALLEL_STRATEGIES, candidates
-from recsys.campaigns._util import rank_within
+from recsys.campaigns._util import max_int, rank_within
 from recsys.rules import PlacementRules, RuleSet
 
 __all__ = ["MIN_PARALLEL_BATCH", "pick"]
@@ -82,11 +82,11 @@ def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: l
     extra = 0
     if resend is not None and campaign.fill:
         mine = resend.join(pl.DataFrame({"customer_id": batch}), on="customer_id", how="semi")
-        extra = int(mine.group_by("customer_id").len()["len"].max() or 0) if mine.height else 0
+        extra = max_int(mine.group_by("customer_id").len()["len"]) if mine.height else 0
     # the candidates and purchases carry the index's codes (the rule set is over the same catalogue)
     out = ruleset.apply_codes(ctx.with_source_ids(cand), batch, n=campaign.n_picks + extra, now=ctx.now,
                               replenish_due=due, history=_rules_history(hist, cand, rules, campaign, ctx))
-    if extra:
+    if extra and resend is not None:  # (extra > 0 only with recent sends)
         out = (out.join(resend, on=["customer_id", "item_id"], how="anti", maintain_order="left")
                .group_by("customer_id", maintain_order=True).head(campaign.n_picks)
                .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id")

@@ -11,7 +11,7 @@ apply unless a file switches them off explicitly (``frequency_cap: null``, ``res
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -46,7 +46,7 @@ ValueSegment = Literal["most_valuable", "potential", "low_value"]
 Lifecycle = Literal["new", "one_time", "repeat", "loyal", "at_risk", "lapsed"]
 ChurnBand = Literal["low", "medium", "high"]
 StrategyKind = Literal["complements", "replenishment", "upsell", "new_in_category", "welcome", "winback"]
-STRATEGY_KINDS: tuple[str, ...] = StrategyKind.__args__  # type: ignore[attr-defined]
+STRATEGY_KINDS: tuple[str, ...] = get_args(StrategyKind)
 
 #: Strategy options and the strategies that read them (setting one for another strategy is an error).
 _OPTION_USERS: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,7 @@ from recsys._arrays import unique_sorted
 from recsys.bundle import Bundle
 from recsys.campaigns._config import Exclusions
 from recsys.campaigns._index import CampaignIndex, shared_index
-from recsys.campaigns._util import codes_of
+from recsys.campaigns._util import codes_of, max_int
 from recsys.dataset import Dataset
 from recsys.rules import PlacementRules
 
@@ -86,7 +86,7 @@ class PickContext:
         coded = index.purchases
         last = coded["ts"].max()
         # (by default ``now`` follows the last purchase: no filter, no copy of 1.5 M rows)
-        every = last is not None and last < now and coded["ts"].null_count() == 0
+        every = isinstance(last, datetime) and last < now and coded["ts"].null_count() == 0
         self.purchases = coded if every else coded.filter(pl.col("ts") < now)
         self.rules = rules
         excluded = set(rules.exclude_categories if rules else ()) | set(exclude.categories if exclude else ())
@@ -266,7 +266,7 @@ class PickContext:
         if cached is None or cached[0] is not hist:
             k = hist["_k"].fill_null(-1).to_numpy()
             ts = hist["ts"].to_numpy().view(np.int64)
-            size = (int(hist["_c"].max() or 0) + 1) * self.n_groups + 1
+            size = (max_int(hist["_c"]) + 1) * self.n_groups + 1
             last = np.full(size, np.iinfo(np.int64).min)
             np.maximum.at(last, k, ts)  # -1 lands in the last slot, which nothing reads
             last[-1] = np.iinfo(np.int64).min

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -99,10 +99,10 @@ class CampaignIndex:
             code_expr("customer_id", self.customer_ids).alias("_u"),
         )
         self.catalogue = _with_paid_prices(data.items, self.purchases, item_ids)
-        pop = hybrid.generators["popularity"]
+        pop = hybrid.popularity
         pop_frame = pl.DataFrame({
-            "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),  # type: ignore[attr-defined]
-            "pop": pl.Series(np.asarray(pop.scores_, dtype=np.float64)),  # type: ignore[attr-defined]
+            "item_id": pl.Series(pop.item_ids_.ids.tolist(), dtype=pl.String),
+            "pop": pl.Series(np.asarray(pop.scores_, dtype=np.float64)),
         })
         items = self.catalogue.select(
             "item_id", "category", pl.col("price").cast(pl.Float64),
@@ -145,7 +145,7 @@ class CampaignIndex:
             )
             .select("_g", "category", "item_id", "_i", "price", "cat_rank", "pop_norm")
         )
-        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
+        ids, scores = pop.popular(500)
         keep = ids != PAD_ID
         #: Global popularity ranking for the rules' fallback chain (as the service uses).
         self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str),
@@ -191,11 +191,11 @@ class CampaignIndex:
         return self.memo(("edges", top), lambda: self._edges(top))
 
     def _edges(self, top: int) -> pl.DataFrame:
-        cc = self.bundle.hybrid.generators.get("category_complements")
+        cc = self.bundle.hybrid.category_complements
         if cc is None:
             frame = pl.DataFrame(schema={"source": pl.String, "target": pl.String, "lift": pl.Float64})
         else:
-            graph = cc.graph_frame()  # type: ignore[attr-defined]
+            graph = cc.graph_frame()
             frame = graph.filter(pl.col("rank") <= top).select(
                 "source", "target", pl.col("lift").cast(pl.Float64))
         codes = self.category_codes
@@ -208,18 +208,18 @@ class CampaignIndex:
         return self.memo("neighbours", self._neighbours)
 
     def _neighbours(self) -> pl.DataFrame:
-        cp = self.bundle.hybrid.generators.get("copurchase")
+        cp = self.bundle.hybrid.copurchase
         if cp is None:
             return pl.DataFrame(schema={"_i": pl.Int32, "nb_i": pl.Int32, "nb_score": pl.Float64})
-        indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)  # type: ignore[attr-defined]
-        cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)  # type: ignore[attr-defined]
+        indptr = np.asarray(cp.nb_indptr_, dtype=np.int64)
+        cp_ids = pl.Series(cp.item_ids_.ids.tolist(), dtype=pl.String)
         to_ctx = codes_of(cp_ids, self.items["item_id"]).fill_null(-1).to_numpy()
         src = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
         rank = np.arange(len(src)) - indptr[src]  # neighbours are stored best first
         keep = rank < NEIGHBOURS_PER_ITEM
         a = to_ctx[src[keep]]
-        b = to_ctx[np.asarray(cp.nb_indices_)[keep]]  # type: ignore[attr-defined]
-        score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]  # type: ignore[attr-defined]
+        b = to_ctx[np.asarray(cp.nb_indices_)[keep]]
+        score = np.asarray(cp.nb_score_, dtype=np.float64)[keep]
         ok = (a >= 0) & (b >= 0)
         return pl.DataFrame({"_i": a[ok].astype(np.int32), "nb_i": b[ok].astype(np.int32),
                              "nb_score": score[ok]})
@@ -234,7 +234,7 @@ class CampaignIndex:
                 while len(self._memo) >= 32:  # a handful of placements and exclusion sets in practice
                     self._memo.pop(next(iter(self._memo)))
                 self._memo[key] = found
-        return found  # type: ignore[return-value]
+        return cast(T, found)
 
     def bought_items(self) -> tuple[np.ndarray, np.ndarray]:
         """Every customer's distinct purchased catalogue items, as CSR over customer codes:

@@ -84,7 +84,7 @@ def default_now(data: Dataset) -> datetime:
     last = data.purchases["ts"].max()
     if last is None:
         return _clock()
-    day = last.date() if isinstance(last, datetime) else date.today()  # type: ignore[union-attr]
+    day = last.date() if isinstance(last, datetime) else date.today()
     return datetime(day.year, day.month, day.day) + timedelta(days=1)
 
 
@@ -272,7 +272,8 @@ def plan_campaign(
     ruleset = index.ruleset(rules)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    picked, resend_removed = pick(ctx, ruleset, campaign, eligible, recent_sent, batch_size, progress, workers)
+    picked, resend_removed = pick(ctx, ruleset, campaign, eligible, recent_sent, batch_size, progress,
+                                  workers)
     timings["picks"] = time.perf_counter() - t0
 
     picks, controls, excluded = _split(ids, reason, picked, campaign, run_id)

@@ -284,19 +284,18 @@ def _top_per_customer(frame: pl.DataFrame, score: str, tie: str, k: int) -> pl.D
 def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
     """Items due again: days since the last purchase within ``due_ratio`` × the expected interval."""
     s = campaign.strategy
-    ba = ctx.hybrid.generators.get("buy_again")
+    ba = ctx.hybrid.buy_again
     if ba is None:
         return _empty(), None
     ctx.refresh()
     if s.categories:
         repl = list(s.categories)
     else:
-        table = ba.replenishable_categories()  # type: ignore[attr-defined]
+        table = ba.replenishable_categories()
         repl = table.filter(pl.col("replenishable"))["category"].to_list()
     if not repl:
         return _empty(), None
-    rec = ba.recommend_with_sources(  # type: ignore[attr-defined]
-        list(ids), 50, at=ctx.now, on_unknown="empty")
+    rec = ba.recommend_with_sources(list(ids), 50, at=ctx.now, on_unknown="empty")
     lo, hi = s.due_ratio
     cand = (
         rec.join(ctx.items.select("item_id", "_i", "category"), on="item_id")

@@ -52,8 +52,8 @@ def build_summary(campaign: Campaign, *, run_id: str, model_version: str | None,
         "picks": picks.height,
         "picks_per_customer": {
             "mean": round(picks.height / recipients, 3) if recipients else 0.0,
-            "min": int(per_customer.min()) if recipients else 0,  # type: ignore[arg-type]
-            "max": int(per_customer.max()) if recipients else 0,  # type: ignore[arg-type]
+            "min": int(per_customer.to_numpy().min()) if recipients else 0,
+            "max": int(per_customer.to_numpy().max()) if recipients else 0,
             "distribution": distribution,
         },
         "category_mix": {str(c): int(n) for c, n in mix.iter_rows()},

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-__all__ = ["code_expr", "codes_of", "paid_median", "rank_within"]
+__all__ = ["code_expr", "codes_of", "max_int", "paid_median", "rank_within"]
 
 
 def codes_of(values: pl.Series, ids: pl.Series) -> pl.Series:
@@ -90,3 +90,9 @@ def rank_within(group: np.ndarray, score: pl.Series) -> np.ndarray:
     out = np.empty(n, dtype=np.int64)
     out[order] = rank
     return out
+
+
+def max_int(values: pl.Series) -> int:
+    """``int(values.max() or 0)`` with a type: 0 for an empty or all-null series."""
+    top = values.max()
+    return int(top) if isinstance(top, (int, float)) else 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,7 +187,7 @@ def apply_overrides(edges: Edges, categories: np.ndarray, overrides: Mapping[str
             e[3], e[4], e[5] = max(e[3], floor * _PIN_STEP), 1, True
             floor = e[3]
     keys = sorted(table, key=lambda k: (k[0], -table[k][3], k[1]))
-    cols = list(zip(*[table[k] for k in keys], strict=True)) if keys else [[]] * 6
+    cols: list[Sequence[Any]] = list(zip(*[table[k] for k in keys], strict=True)) if keys else [[]] * 6
     return Edges(
         src=np.array([k[0] for k in keys], dtype=np.int64),
         dst=np.array([k[1] for k in keys], dtype=np.int64),

@@ -40,6 +40,7 @@ __all__ = [
     "group_index",
     "index_of",
     "merge_bought",
+    "newest",
     "pack",
     "purchases_of",
     "purchases_only",
@@ -85,6 +86,16 @@ def purchases_of(interactions: pl.DataFrame) -> pl.DataFrame:
 def to_us(ts: datetime) -> int:
     """Naive datetime → µs since the epoch, the same clock as polars' ``dt.epoch('us')``."""
     return (ts - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+def newest(ts: pl.Series, default: datetime | None = None) -> datetime:
+    """The newest timestamp of ``ts``; ``default`` when it has none (``ValueError`` without a default)."""
+    value = ts.max()
+    if isinstance(value, datetime):
+        return value
+    if default is None:
+        raise ValueError(f"no timestamp in {ts.name!r} to take the newest of")
+    return default
 
 
 def epoch_second(ts: datetime) -> float:

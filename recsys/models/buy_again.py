@@ -41,6 +41,7 @@ from recsys.models._util import (
     epoch_second,
     gather_rows,
     index_of,
+    newest,
     purchases_of,
     resolve_rows,
     sorted_ids,
@@ -144,7 +145,7 @@ class BuyAgain(Recommender):
         p = purchases_of(data.interactions)
         self.item_ids_ = sorted_ids(data.items["item_id"], p["item_id"])
         self.customer_ids_ = sorted_ids(p["customer_id"])
-        self.reference_time_: datetime = p["ts"].max() if p.height else datetime(1970, 1, 1)  # type: ignore[assignment]
+        self.reference_time_ = newest(p["ts"], datetime(1970, 1, 1))
         n_items = len(self.item_ids_)
         cat_frame = data.items.select("item_id", "category").filter(pl.col("category").is_not_null())
         self.categories_ = sorted_ids(cat_frame["category"])
@@ -380,12 +381,12 @@ class BuyAgain(Recommender):
             return self
         self.customer_ids_ = self.customer_ids_.extend(p["customer_id"].unique().sort().to_list())
         n_items, n_cats = max(len(self.item_ids_), 1), max(len(self.categories_), 1)
-        newest: datetime = p["ts"].max()  # type: ignore[assignment]
-        if newest > self.reference_time_:
+        latest = newest(p["ts"])
+        if latest > self.reference_time_:
             if self.half_life_days is not None:
-                delta = (newest - self.reference_time_).total_seconds() / _DAY
+                delta = (latest - self.reference_time_).total_seconds() / _DAY
                 self.ci_w_ = self.ci_w_ * 0.5 ** (delta / self.half_life_days)
-            self.reference_time_ = newest
+            self.reference_time_ = latest
         c = index_of(p["customer_id"], self.customer_ids_)
         i = index_of(p["item_id"], self.item_ids_)
         ts = p["ts"].dt.epoch("us").to_numpy().astype(np.int64)
@@ -432,7 +433,8 @@ class BuyAgain(Recommender):
                "cc_key", "cc_n", "cc_first", "cc_last")
 
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {"item_cat": self.item_cat_, "item_override": self.item_override_, **self.stats_.arrays()}
+        arrays: dict[str, np.ndarray] = {"item_cat": self.item_cat_, "item_override": self.item_override_,
+                                         **self.stats_.arrays()}
         arrays |= {name: getattr(self, f"{name}_") for name in self._ARRAYS}
         arrays |= {
             "item_ids": self.item_ids_.to_numpy(),

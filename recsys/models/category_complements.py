@@ -46,6 +46,7 @@ from recsys.models._util import (
     group_candidates,
     group_index,
     merge_bought,
+    newest,
     pack,
     purchases_only,
     rank_within,
@@ -173,7 +174,7 @@ class CategoryComplements(Recommender):
         self.item_ids_ = IdMap.from_values(data.items["item_id"].to_list())
         self.item_cat_, self.categories_ = group_index(data.items, self.item_ids_, "category")
         self.customer_ids_ = IdMap.from_values(purchases["customer_id"].unique().to_list())
-        self.reference_time_: datetime = purchases["ts"].max()  # type: ignore[assignment]
+        self.reference_time_ = newest(purchases["ts"])
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_cat_)
         self._learn(events.filter(pl.col("g") >= 0))
         self._set_edges(apply_overrides(self._edges(), self.categories_, overrides, origin))
@@ -192,15 +193,16 @@ class CategoryComplements(Recommender):
             counts = SequenceCounts.empty(n)
         else:
             days = events.select("c", "g", d=pl.col("t") // _US_PER_DAY).unique().sort("c", "d", "g")
+            day = days["d"].to_numpy().astype(np.int64)
             counts = sequence_counts(
                 days["c"].to_numpy().astype(np.int64),
                 days["g"].to_numpy().astype(np.int64),
-                days["d"].to_numpy().astype(np.int64),
+                day,
                 n,
                 window=float(self.window_days),
                 same_order=bool(self.same_order),
-                first_day=int(days["d"].min()),  # type: ignore[arg-type]
-                last_day=int(days["d"].max()),  # type: ignore[arg-type]
+                first_day=int(day.min()),
+                last_day=int(day.max()),
             )
         self.n_triggers_ = counts.trig
         self._set_edges(learn_edges(counts, shrinkage=self.shrinkage, min_support=self.min_support,
@@ -426,8 +428,7 @@ class CategoryComplements(Recommender):
         if purchases.height == 0:
             return self
         self.customer_ids_ = self.customer_ids_.extend(purchases["customer_id"].to_list())
-        newest: datetime = purchases["ts"].max()  # type: ignore[assignment]
-        self.reference_time_ = max(self.reference_time_, newest)
+        self.reference_time_ = max(self.reference_time_, newest(purchases["ts"]))
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_cat_)
         self._set_history(pl.concat([self._history(), events.select("c", "i", "t", "g")]))
         self.bought_ = merge_bought(self.bought_, binary_matrix(events, (len(self.customer_ids_),

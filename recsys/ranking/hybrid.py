@@ -186,6 +186,69 @@ class HybridRecommender:
         """
         return self.stats.reference_time_ + timedelta(microseconds=1)
 
+    # ----------------------------------------------------------- typed generator access
+    # Code that needs one generator by name gets it typed and checked here (``hybrid.popularity``,
+    # ``hybrid.generator("als", ALS)``) instead of a ``Recommender`` and a ``type: ignore``.  (Class-level
+    # imports for the type checker only, so this block needs no import at the top of the module.)
+    import typing as _typing
+
+    if _typing.TYPE_CHECKING:
+        from recsys.models.buy_again import BuyAgain
+        from recsys.models.category_affinity import CategoryAffinity
+        from recsys.models.category_complements import CategoryComplements
+        from recsys.models.copurchase import CoPurchase
+        from recsys.models.popularity import Popularity
+
+        _G = _typing.TypeVar("_G", bound=Recommender)
+    del _typing
+
+    def generator(self, name: str, cls: type[_G]) -> _G | None:
+        """The generator ``name``, checked to be a ``cls``; ``None`` when the bundle has none.
+
+        Raises ``TypeError`` when the generator of that name is of another class.
+        """
+        gen = self.generators.get(name)
+        if gen is None:
+            return None
+        if not isinstance(gen, cls):
+            raise TypeError(f"generator {name!r} is a {type(gen).__name__}, not a {cls.__name__}")
+        return gen
+
+    @property
+    def popularity(self) -> Popularity:
+        """The popularity generator: every trained bundle has one (the fallback of every list)."""
+        from recsys.exceptions import BundleError
+        from recsys.models.popularity import Popularity
+
+        gen = self.generator("popularity", Popularity)
+        if gen is None:
+            raise BundleError("this recommender has no 'popularity' generator (the fallback of every list)")
+        return gen
+
+    @property
+    def buy_again(self) -> BuyAgain | None:
+        from recsys.models.buy_again import BuyAgain
+
+        return self.generator("buy_again", BuyAgain)
+
+    @property
+    def category_affinity(self) -> CategoryAffinity | None:
+        from recsys.models.category_affinity import CategoryAffinity
+
+        return self.generator("category_affinity", CategoryAffinity)
+
+    @property
+    def category_complements(self) -> CategoryComplements | None:
+        from recsys.models.category_complements import CategoryComplements
+
+        return self.generator("category_complements", CategoryComplements)
+
+    @property
+    def copurchase(self) -> CoPurchase | None:
+        from recsys.models.copurchase import CoPurchase
+
+        return self.generator("copurchase", CoPurchase)
+
 
 def rrf_scores(frame: pl.DataFrame, generator_names: Sequence[str], k: float = 20.0) -> np.ndarray:
     """Reciprocal-rank fusion: Σ_g 1/(k + rank_g) — the untrained blend the ranker must beat."""

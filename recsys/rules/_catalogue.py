@@ -141,20 +141,20 @@ def dated_state(rules: PlacementRules, cat: CatalogueIndex, static_ok: np.ndarra
     """Build the state for one combination of active (block, boost, pin) entries."""
     blocks, boosts, pins = active
     ok = static_ok.copy()
-    for entry, on in zip(rules.block, blocks):
+    for block, on in zip(rules.block, blocks):
         if on:
-            ok &= ~_matches(entry.item_ids, entry.categories, cat)
+            ok &= ~_matches(block.item_ids, block.categories, cat)
     factor: np.ndarray | None = None
-    for entry, on in zip(rules.boost, boosts):
+    for boost, on in zip(rules.boost, boosts):
         if on:
             if factor is None:
                 factor = np.ones(cat.n_items)
-            factor[_matches(entry.item_ids, entry.categories, cat)] *= entry.factor
+            factor[_matches(boost.item_ids, boost.categories, cat)] *= boost.factor
     pin_list: list[tuple[int, int, int]] = []
-    for order, (entry, on) in enumerate(zip(rules.pin, pins)):
-        found = cat.items_of([entry.item_id]) if on else ()
+    for order, (pin, on) in enumerate(zip(rules.pin, pins)):
+        found = cat.items_of([pin.item_id]) if on else np.zeros(0, dtype=np.int64)
         if len(found) and ok[found[0]]:
-            pin_list.append((entry.position, order, int(found[0])))
+            pin_list.append((pin.position, order, int(found[0])))
     pin_list.sort()
     eligible = cat.pop_order[ok[cat.pop_order]]
     items = eligible.tolist()

@@ -8,9 +8,10 @@ default is "rule off" (except ``in_stock_only``), so an empty placement is a val
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +32,7 @@ __all__ = [
 
 Diversity = Literal["none", "round_robin", "mmr"]
 FallbackStep = Literal["category_trending", "popular"]
+_DEFAULT_FALLBACK: list[FallbackStep] = ["category_trending", "popular"]
 
 
 def as_naive_utc(ts: datetime | date) -> datetime:
@@ -165,7 +167,7 @@ class PlacementRules(_Strict):
     pin: list[Pin] = Field(default_factory=list)
     block: list[Block] = Field(default_factory=list)
     #: How to fill a short list, in order.  Without ``popular`` a list can end up shorter than ``n``.
-    fallback: list[FallbackStep] = Field(default_factory=lambda: ["category_trending", "popular"])
+    fallback: list[FallbackStep] = Field(default_factory=lambda: _DEFAULT_FALLBACK.copy())
 
     @field_validator("fallback")
     @classmethod
@@ -182,7 +184,7 @@ class PlacementRules(_Strict):
         return self
 
 
-def _got(err: dict) -> str:
+def _got(err: Mapping[str, Any]) -> str:
     """`` (got 'shuffle')`` for scalar inputs; nothing for missing fields or whole mappings."""
     if err["type"] == "missing" or isinstance(err["input"], dict):
         return ""

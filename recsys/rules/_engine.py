@@ -342,8 +342,8 @@ class RuleSet:
         band = np.ones(len(it), dtype=bool)
         refs_of: Callable[[int], dict[int, float] | None] = _no_refs
         if rules.upsell.enabled:
-            band, refs_of = upsell_band(cat, rules.upsell, r_cust, it, ctx_items, h_cust, h_item, h_ts, h_price,
-                                        C)
+            band, refs_of = upsell_band(cat, rules.upsell, r_cust, it, ctx_items, h_cust, h_item, h_ts,
+                                        h_price, C)
 
         if state.factor is not None:
             f = state.factor[it]

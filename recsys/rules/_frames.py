@@ -217,7 +217,7 @@ def build_output(ranked: pl.DataFrame, customers: list[str], lengths: list[int],
     ])
 
 
-def output_score_dtype(ranked: pl.DataFrame) -> pl.DataType:
+def output_score_dtype(ranked: pl.DataFrame) -> pl.DataType | type[pl.DataType]:
     """Output scores keep the ranker's float width (Float32 stays Float32); anything else is Float64."""
     dtype = ranked.schema.get("score", pl.Float64)
     return dtype if dtype in (pl.Float32, pl.Float64) else pl.Float64

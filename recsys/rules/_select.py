@@ -330,9 +330,10 @@ class Selector:
             if band is None:
                 streams[c] = pools.by_category[c]
                 continue
-            prices, positions = pools.by_price.get(c, (None, None))
-            if prices is None:
+            found = pools.by_price.get(c)
+            if found is None:
                 continue
+            prices, positions = found
             ref = band[c]
             lo = int(np.searchsorted(prices, self.lo_ratio * ref, side="left"))
             hi = int(np.searchsorted(prices, self.hi_ratio * ref, side="right"))
