@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["unique_sorted"]
+__all__ = ["in_sorted", "unique_sorted"]
 
 
 def unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -18,3 +18,11 @@ def unique_sorted(keys: np.ndarray) -> np.ndarray:
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
     return keys[first]
+
+
+def in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``np.isin(values, keys)`` for sorted distinct ``keys``, by binary search (no hashing, no copy)."""
+    if len(keys) == 0:
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    return keys[pos] == values

@@ -19,7 +19,7 @@ from recsys.exceptions import SchemaError
 from recsys.rules._config import PlacementRules
 from recsys.rules._select import Pools
 
-__all__ = ["CatalogueIndex", "DatedState", "dated_state"]
+__all__ = ["CatalogueIndex", "DatedState", "dated_state", "unknown_names"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +184,17 @@ def _matches(item_ids: list[str], categories: list[str], cat: CatalogueIndex) ->
     if len(codes):
         mask |= np.isin(cat.category, codes)
     return mask
+
+
+def unknown_names(rules: PlacementRules, cat: CatalogueIndex) -> dict[str, list[str]]:
+    """Category names and item ids the rules mention but the catalogue lacks (likely typos)."""
+    categories = set(rules.include_categories) | set(rules.exclude_categories)
+    items: set[str] = {p.item_id for p in rules.pin}
+    for entry in (*rules.boost, *rules.block):
+        categories |= set(entry.categories)
+        items |= set(entry.item_ids)
+    found = {
+        "categories": sorted(c for c in categories if c not in cat.category_index),
+        "item_ids": sorted(set(items) - {cat.item_ids[i] for i in cat.items_of(sorted(items))}),
+    }
+    return {k: v for k, v in found.items() if v}

@@ -46,9 +46,9 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from recsys._arrays import unique_sorted
+from recsys._arrays import in_sorted, unique_sorted
 from recsys.exceptions import ConfigError, SchemaError
-from recsys.rules._catalogue import CatalogueIndex, DatedState, dated_state
+from recsys.rules._catalogue import CatalogueIndex, DatedState, dated_state, unknown_names
 from recsys.rules._config import PlacementRules, as_naive_utc
 from recsys.rules._frames import (
     best_first,
@@ -142,7 +142,7 @@ class RuleSet:
         )
         self._states: dict[tuple[tuple[bool, ...], ...], DatedState] = {}
         self._lock = threading.Lock()
-        self.unknown_names_ = _unknown_names(rules, cat)
+        self.unknown_names_ = unknown_names(rules, cat)
         message = f"placement rules name things the catalogue does not have: {self.unknown_names_}"
         if self.unknown_names_ and message not in _WARNED:
             # Not an error: a rule may target items that come later (a campaign pin) or another shop's
@@ -334,9 +334,9 @@ class RuleSet:
             bought_keys = unique_sorted(h_cust[recent] * N + h_item[recent])
             due_keys = due_item_keys(replenish_due, cust_code, cat, self._replen_ok, N)
             if len(due_keys):
-                bought_keys = bought_keys[~_in_sorted(bought_keys, due_keys)]
+                bought_keys = bought_keys[~in_sorted(bought_keys, due_keys)]
             if len(bought_keys):
-                hard &= ~_in_sorted(r_cust * N + it, bought_keys)
+                hard &= ~in_sorted(r_cust * N + it, bought_keys)
 
         inc = self._include_ok[it] if self._include_ok is not None else np.ones(len(it), dtype=bool)
         band = np.ones(len(it), dtype=bool)
@@ -442,30 +442,8 @@ def apply_rules(
 
 
 # ---------------------------------------------------------------------- helpers
-def _unknown_names(rules: PlacementRules, cat: CatalogueIndex) -> dict[str, list[str]]:
-    """Category names and item ids the rules mention but the catalogue lacks (likely typos)."""
-    categories = set(rules.include_categories) | set(rules.exclude_categories)
-    items: set[str] = {p.item_id for p in rules.pin}
-    for entry in (*rules.boost, *rules.block):
-        categories |= set(entry.categories)
-        items |= set(entry.item_ids)
-    found = {
-        "categories": sorted(c for c in categories if c not in cat.category_index),
-        "item_ids": sorted(set(items) - {cat.item_ids[i] for i in cat.items_of(sorted(items))}),
-    }
-    return {k: v for k, v in found.items() if v}
-
-
 def _no_refs(c: int) -> None:
     return None
-
-
-def _in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """``np.isin(values, keys)`` for sorted distinct ``keys``, by binary search (no hashing, no copy)."""
-    if len(keys) == 0:
-        return np.zeros(len(values), dtype=bool)
-    pos = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
-    return keys[pos] == values
 
 
 def _to_us(ts: datetime) -> int:
