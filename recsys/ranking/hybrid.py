@@ -188,7 +188,7 @@ class HybridRecommender:
 
     # ----------------------------------------------------------- typed generator access
     # Code that needs one generator by name gets it typed and checked here (``hybrid.popularity``,
-    # ``hybrid.generator("als", ALS)``) instead of a ``Recommender`` and a ``type: ignore``.  (Class-level
+    # ``hybrid.generator("als", ALS)``) instead of a ``Recommender`` and an ignore comment.  (Class-level
     # imports for the type checker only, so this block needs no import at the top of the module.)
     import typing as _typing
 
