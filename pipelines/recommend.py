@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
 
-from pipelines._common import fail, log
+from pipelines._common import fail
 from recsys.exceptions import RecsysError
-
-
-def load_bundle(tag: str):  # type: ignore[no-untyped-def]
-    """``recsys.bundle.load_bundle(tag)`` (typed there): kept for the commands importing it from here."""
-    from recsys.bundle import load_bundle as load
-
-    return load(tag)
 
 
 def read_customers(path: Path) -> list[str]:
@@ -51,7 +43,8 @@ def recommend_cmd(
 ) -> None:
     """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers, streamed in batches."""
     from recsys.batch import recommend_batches, write_recommendations
-    from recsys.campaigns._hash import parse_shard, shard_mask
+    from recsys.bundle import load_bundle
+    from recsys.campaigns import parse_shard, shard_mask
 
     if (customers is None) == (not all_customers):
         raise typer.BadParameter("give exactly one of --customers FILE or --all", param_hint="--customers/--all")

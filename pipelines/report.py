@@ -18,7 +18,7 @@ def report_cmd(
     ] = Path("reports"),
 ) -> None:
     """Write report.html (self-contained) and report.md with its charts for TAG."""
-    from pipelines.recommend import load_bundle
+    from recsys.bundle import load_bundle
     from recsys.reporting import write_report
 
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import polars as pl
 from tqdm.auto import tqdm
 
+from recsys._io import atomic_write
 from recsys.baselines import popular_items
 from recsys.models.popularity import Popularity
 from recsys.ranking.hybrid import HybridRecommender
@@ -85,12 +86,12 @@ def write_recommendations(
     import pyarrow.parquet as pq
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     t0 = time.perf_counter()
     rows = 0
-    writer: pq.ParquetWriter | None = None
-    try:
+
+    def stream(tmp: Path) -> None:
+        nonlocal rows
+        writer: pq.ParquetWriter | None = None
         with open(tmp, "wb") as fh:
             try:
                 for i, frame in enumerate(frames):
@@ -110,9 +111,8 @@ def write_recommendations(
                     writer.close()
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, stream)
     summary = BatchSummary(rows, customers, time.perf_counter() - t0, out)
     log.info("wrote %d rows for %d customers to %s in %.1fs (%.0f customers/s)", rows, customers, out,
              summary.seconds, summary.per_second)

@@ -89,8 +89,7 @@ class OnlineRecommender:
         self.hybrid = bundle.hybrid
         self.version = version
         self.lock = threading.RLock()
-        pop = self.hybrid.generators["popularity"]
-        ids, scores = pop.popular(500)  # type: ignore[attr-defined]
+        ids, scores = self.hybrid.popularity.popular(500)
         keep = ids != PAD_ID
         self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str), "score": scores[keep].astype(np.float64)})
         unknown = set(placements) - set(PLACEMENTS)
@@ -260,7 +259,7 @@ class OnlineRecommender:
         key = (category, n)
         hit = self._popular_cache.get(key)
         if hit is None:
-            hit = self.hybrid.generators["popularity"].popular(n, category=category)  # type: ignore[attr-defined]
+            hit = self.hybrid.popularity.popular(n, category=category)
             self._popular_cache[key] = hit
         return hit
 

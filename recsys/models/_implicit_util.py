@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-import polars as pl
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from recsys.models._util import purchases_only
 from recsys.models.base import top_n
 
 __all__ = [
@@ -46,13 +46,6 @@ def single_blas() -> Iterator[None]:
     """
     with threadpool_limits(limits=1, user_api="blas"):
         yield
-
-
-def purchases_only(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Purchase rows of an interactions frame (a frame without ``event`` is all purchases)."""
-    if "event" in interactions.columns:
-        return interactions.filter(pl.col("event") == "purchase")
-    return interactions
 
 
 def bm25_item_norm(counts: sp.csr_matrix, b: float) -> np.ndarray:
