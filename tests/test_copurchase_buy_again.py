@@ -509,3 +509,26 @@ def test_buy_again_beats_decayed_frequency_on_completejourney(shared_data) -> No
     ids, _ = model.recommend(customers, n=12, at=cut)
     mine = mean_ap({c: [i for i in ids[b] if i] for b, c in enumerate(customers)})
     assert mine >= baseline > 0.15
+
+
+def test_merge_pairs_equals_a_grouped_merge() -> None:
+    """The sorted in-place merge gives what grouping old and new pairs together gives."""
+    import numpy as np
+    import polars as pl
+
+    from recsys.models._repeat_stats import merge_pairs
+
+    rng = np.random.default_rng(0)
+    def table(keys: np.ndarray) -> dict[str, np.ndarray]:
+        k = np.unique(keys)
+        return {"key": k, "n": rng.integers(1, 5, len(k)), "first": rng.random(len(k)) * 100,
+                "last": rng.random(len(k)) * 100 + 100, "w": rng.random(len(k))}
+    old, new = table(rng.integers(0, 500, 300)), table(rng.integers(0, 600, 40))
+    got = merge_pairs(old, new)
+    ref = (pl.concat([pl.DataFrame({c: np.asarray(t[c], dtype=np.int64 if c in ("key", "n") else np.float64)
+                                    for c in ("key", "n", "first", "last", "w")}) for t in (old, new)])
+           .group_by("key").agg(pl.col("n").sum(), pl.col("first").min(), pl.col("last").max(), pl.col("w").sum())
+           .sort("key"))
+    for c in ("key", "n", "first", "last", "w"):
+        np.testing.assert_allclose(got[c], ref[c].to_numpy())
+    assert merge_pairs(old, {c: v[:0] for c, v in new.items()})["key"].tolist() == old["key"].tolist()

@@ -84,19 +84,36 @@ def new_days(occ: pl.DataFrame, old: dict[str, np.ndarray]) -> pl.DataFrame:
 
 
 def merge_pairs(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Combine two per-pair tables: counts and decayed weights add, first/last take min/max."""
+    """Combine two per-pair tables: counts and decayed weights add, first/last take min/max.
+
+    Why a sorted merge: fold-in brings a handful of new pairs into millions of known ones; grouping
+    and re-sorting all of them per event cost seconds at shop scale (5.7 s per event at 10 % of H&M
+    size).  Both tables are sorted by key with unique keys, so known keys are updated in place and new
+    ones inserted at their sorted positions (a copy, no sort).
+    """
     cols = ("key", "n", "first", "last", "w")
-    frame = pl.concat([
-        pl.DataFrame({k: np.asarray(part[k], dtype=np.int64 if k in ("key", "n") else np.float64)
-                      for k in cols})
-        for part in (old, new)
-    ])
-    out = (
-        frame.group_by("key")
-        .agg(pl.col("n").sum(), pl.col("first").min(), pl.col("last").max(), pl.col("w").sum())
-        .sort("key")
-    )
-    return {k: out[k].to_numpy() for k in cols}
+    dtypes = {k: np.int64 if k in ("key", "n") else np.float64 for k in cols}
+    out = {k: np.array(old[k], dtype=dtypes[k]) for k in cols}
+    add = {k: np.asarray(new[k], dtype=dtypes[k]) for k in cols}
+    okey, nkey = out["key"], add["key"]
+    if len(nkey) == 0:
+        return out
+    if len(okey) > 1 and not bool(np.all(okey[1:] > okey[:-1])) or len(nkey) > 1 and not bool(
+            np.all(nkey[1:] > nkey[:-1])):
+        raise ValueError("merge_pairs needs both tables sorted by unique key")
+    pos = np.searchsorted(okey, nkey)
+    hit = (pos < len(okey)) & (okey[np.minimum(pos, max(len(okey) - 1, 0))] == nkey) if len(okey) else \
+        np.zeros(len(nkey), dtype=bool)
+    at = pos[hit]
+    out["n"][at] += add["n"][hit]
+    out["first"][at] = np.minimum(out["first"][at], add["first"][hit])
+    out["last"][at] = np.maximum(out["last"][at], add["last"][hit])
+    out["w"][at] += add["w"][hit]
+    miss = ~hit
+    if miss.any():
+        for k in cols:
+            out[k] = np.insert(out[k], pos[miss], add[k][miss])
+    return out
 
 
 def _median_by(group: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarray:
