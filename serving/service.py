@@ -12,6 +12,7 @@ Start it with ``recsys serve`` (``bentoml serve serving.service:CrossSell`` unde
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import logging
 import os
@@ -123,8 +124,35 @@ def _settings() -> Settings:
     return _env_settings
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("crosssell")
+    except importlib.metadata.PackageNotFoundError:  # a Bento (or its image) carries the code, not the install
+        return "0+unknown"
+
+
 def openapi_spec() -> dict[str, Any]:
-    return build_spec(ROUTES, _settings(), version=importlib.metadata.version("crosssell"))
+    return build_spec(ROUTES, _settings(), version=_version())
+
+
+#: The alias bentofile.yaml gives the model a Bento carries.
+BENTO_MODEL_ALIAS = "crosssell"
+
+
+def _packaged_model(settings: Settings) -> Settings:
+    """Served from a built Bento with ``RECSYS_MODEL`` unset: serve the model the Bento carries.
+
+    Why: a Bento packages its model (bentofile.yaml ``models:``, alias ``crosssell``) but not the
+    registry's promotion file, so the default ``promoted`` would leave ``bentoml serve crosssell-service:…``
+    and its container never ready.  BentoML records the aliases of the Bento it loads; outside a Bento
+    there are none and the settings stay as they are.  ``RECSYS_MODEL`` set to anything wins.
+    """
+    if os.environ.get("RECSYS_MODEL"):
+        return settings
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    tag = BentoMLContainer.model_aliases.get().get(BENTO_MODEL_ALIAS)
+    return dataclasses.replace(settings, model=str(tag)) if tag else settings
 
 
 async def _status(request: Request) -> JSONResponse:
@@ -213,7 +241,7 @@ class CrossSell:
 
     def __init__(self) -> None:
         global _state
-        self.settings = Settings.from_env()
+        self.settings = _packaged_model(Settings.from_env())
         self.state = ServingState(self.settings)
         self.state.start()
         _state = self.state
