@@ -53,7 +53,7 @@ HOME = RESULTS / "bentoml-home"
 ADMIN_KEY, PUBLIC_KEY = "bench-key", "bench-public-key"
 sys.path.insert(0, str(ROOT))
 
-from serving.process import bentoml_serve_cmd, stop_service  # noqa: E402  (stdlib only: no bentoml import)
+from serving.process import bentoml_serve_cmd, descendants, stop_service  # noqa: E402  (stdlib only: no bentoml import)
 
 LUA_DONE = """
 done = function(summary, latency, requests)
@@ -421,32 +421,17 @@ def summarize(rows: Sequence[Sequence[str]], *, window_s: float | None = None) -
     return out
 
 
-def _children(pid: int) -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
-
 
 def worker_pids(server_pid: int) -> list[int]:
-    """The service's worker processes (BentoML's ``_bentoml_impl.worker`` children of the supervisor)."""
-    tree, out, todo = _children(server_pid), [], [server_pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            todo.append(child)
-            try:
-                cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"_bentoml_impl.worker" in cmd:
+    """The service's worker processes (BentoML's ``_bentoml_impl.worker`` below the supervisor)."""
+    out = []
+    for child in descendants(server_pid):
+        try:
+            if b"_bentoml_impl.worker" in (Path("/proc") / str(child) / "cmdline").read_bytes():
                 out.append(child)
+        except OSError:
+            continue
     return sorted(out)
-
 
 def rss_mb(pid: int) -> float | None:
     try:

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-__all__ = ["bentoml_serve_cmd", "start_service", "stop_service", "stop_on_signals"]
+__all__ = ["alive", "bentoml_serve_cmd", "descendants", "start_service", "stop_service", "stop_on_signals"]
 
 GRACE_SECONDS = 6.0  # BentoML's workers finish in-flight requests; the 10 s promise leaves room for the kill
 
@@ -69,3 +69,34 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, grandchildren …), read from ``/proc`` (Linux).
+
+    Why here: the supervisor's workers are what must be gone after a stop, and what the tests and the
+    serving bench inspect; one reader of the process tree serves all of them.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

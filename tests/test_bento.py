@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from serving.process import alive, descendants
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PUBLIC, ADMIN = "bento-public-key", "bento-admin-key"
@@ -67,30 +69,6 @@ def _call(url: str, body: Any = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 class _Served:
     """A serving command on a free port; ``stop`` sends SIGTERM and checks every process and the port."""
 
@@ -113,7 +91,7 @@ class _Served:
         pytest.fail("not ready:\n" + self.log.read_text()[-3000:])
 
     def stop(self, within: float = 15.0) -> None:
-        family = _descendants(self.proc.pid)
+        family = descendants(self.proc.pid)
         t0 = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -121,13 +99,13 @@ class _Served:
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"{self.proc.args[:3]} did not exit within {within}s of SIGTERM")
-        while time.monotonic() - t0 < within and (any(_alive(p) for p in family) or not _port_free(self.port)):
+        while time.monotonic() - t0 < within and (any(alive(p) for p in family) or not _port_free(self.port)):
             time.sleep(0.1)
-        assert not [p for p in family if _alive(p)], "processes left after SIGTERM"
+        assert not [p for p in family if alive(p)], "processes left after SIGTERM"
         assert _port_free(self.port), f"port {self.port} still taken after SIGTERM"
 
     def kill(self) -> None:
-        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -175,7 +153,7 @@ def test_built_bento_serves_the_packaged_model_as_recsys_serve_does(synthetic_bu
         assert status == 200, from_bento
         assert json.loads(from_bento)["model_version"] == tag
         assert _call(f"{bento.url}/docs.json")[0] == 200
-        workers = [p for p in _descendants(bento.proc.pid) if b"_bentoml_impl.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        workers = [p for p in descendants(bento.proc.pid) if b"_bentoml_impl.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]
         assert workers and all(Path(f"/proc/{p}/cwd").resolve() == src.resolve() for p in workers)  # the Bento's code
         bento.stop()
     except BaseException:

@@ -20,6 +20,7 @@ import pytest
 
 from recsys.bundle import Bundle
 from recsys.registry import Registry
+from serving.process import alive, descendants
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,31 +64,6 @@ def _call(url: str, body: Any = None, key: str | None = None) -> tuple[int, Any]
         return 0, None
 
 
-def _descendants(pid: int) -> set[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.add(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
-
-
 class Server:
     """``recsys serve`` in a subprocess; ``stop(sig)`` sends the signal and checks everything is gone."""
 
@@ -118,7 +94,7 @@ class Server:
         return pids
 
     def stop(self, sig: int = signal.SIGTERM, within: float = 10.0) -> None:
-        family = _descendants(self.proc.pid)
+        family = descendants(self.proc.pid)
         assert family, "recsys serve started no processes"
         t0 = time.monotonic()
         self.proc.send_signal(sig)
@@ -127,15 +103,15 @@ class Server:
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"recsys serve did not exit within {within}s of {signal.Signals(sig).name}")
-        while time.monotonic() - t0 < within and (any(_alive(p) for p in family) or not _port_free(self.port)):
+        while time.monotonic() - t0 < within and (any(alive(p) for p in family) or not _port_free(self.port)):
             time.sleep(0.1)
-        left = [p for p in family if _alive(p)]
+        left = [p for p in family if alive(p)]
         assert not left, f"still running {time.monotonic() - t0:.1f}s after {signal.Signals(sig).name}: {left}"
         assert _port_free(self.port), f"port {self.port} still taken"
 
     def kill(self) -> None:
         """Clean-up after a failure (a no-op when ``stop`` succeeded)."""
-        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+        for pid in [*descendants(self.proc.pid), self.proc.pid]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
