@@ -101,6 +101,7 @@ def fit_generators(
     skipped: dict[str, str] = {}
     specs = cfg.enabled_generators()
     bar = tqdm(specs.items(), desc=f"fit generators{label}", disable=not progress, leave=False)
+    n_purchases = f"{data.purchases.height:,}"  # once: ``purchases`` filters every interaction
     for name, spec in bar:
         bar.set_postfix_str(name)
         cls = generator_class(name)
@@ -118,7 +119,7 @@ def fit_generators(
         if timer is not None:
             timer.stages[f"fit{label}:{name}"] = round(seconds, 3)
         log.info("fitted %-20s on %s purchases in %6.1fs  rss %.2f GB (peak %.2f GB)", name,
-                 f"{data.purchases.height:,}", seconds, *_memory_gb())
+                 n_purchases, seconds, *_memory_gb())
     return fitted, skipped
 
 
