@@ -5,7 +5,7 @@ is a chain of polars joins and group-bys that is cheap per customer over thousan
 costs ~15 ms for one, almost all of it fixed per-operation overhead.  A website request has one
 customer, ~200 candidates and a history of tens to a few thousand lines: dictionaries and small
 arrays do that in a few milliseconds.  The two paths must agree feature for feature (the ranker was
-trained on the batch features); ``tests/test_single_path.py`` compares them on every column.
+trained on the batch features); ``tests/ranking/test_single_path.py`` compares them on every column.
 """
 
 from __future__ import annotations

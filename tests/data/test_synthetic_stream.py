@@ -32,7 +32,7 @@ from recsys.exceptions import ConfigError, SchemaError
 from recsys.schema import CUSTOMERS, INTERACTIONS
 
 runner = CliRunner()
-CANONICAL = Path(__file__).resolve().parents[1] / "configs" / "datasets" / "canonical-files.yaml"
+CANONICAL = Path(__file__).resolve().parents[2] / "configs" / "datasets" / "canonical-files.yaml"
 #: Two-and-a-bit blocks of a small shop with many lines per customer (planted structure is visible).
 SMALL = ShopConfig(seed=5, n_customers=2_500, n_items=300, days=730,
                    extra_orders_per_year=(40.0, 14.0, 4.0, 0.0))

@@ -18,7 +18,7 @@ def _folder(tmp_path: Path, interactions: str) -> Path:
     return tmp_path
 
 
-CANONICAL = Path(__file__).resolve().parents[1] / "configs" / "datasets" / "canonical-files.yaml"
+CANONICAL = Path(__file__).resolve().parents[2] / "configs" / "datasets" / "canonical-files.yaml"
 
 
 def test_validate_ok_and_stats(tmp_path: Path) -> None:

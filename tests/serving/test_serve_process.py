@@ -23,7 +23,7 @@ from recsys.registry import Registry
 from serving.process import alive, descendants
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RECSYS = Path(sys.executable).parent / "recsys"
 ADMIN, PUBLIC = "proc-admin-key", "proc-public-key"
 

@@ -9,7 +9,7 @@ import pytest
 from recsys.data import DatasetConfig, load_dataset
 from recsys.data.synthetic import generate_shop, write_files, write_sqlite
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

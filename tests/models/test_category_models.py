@@ -22,7 +22,7 @@ from recsys.exceptions import ConfigError, ModelFitError, UnknownIdError
 from recsys.models.category_affinity import CategoryAffinity
 from recsys.models.category_complements import CategoryComplements, sequence_counts
 
-EXAMPLE_OVERRIDES = Path(__file__).resolve().parents[1] / "configs" / "complements_overrides.yaml"
+EXAMPLE_OVERRIDES = Path(__file__).resolve().parents[2] / "configs" / "complements_overrides.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from serving.schemas import ComplementsRequest, EventsRequest, RecommendRequest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

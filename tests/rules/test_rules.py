@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from recsys.exceptions import ConfigError, SchemaError
 from recsys.rules import OUTPUT_COLUMNS, PlacementRules, RuleSet, apply_rules, load_placements
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 6, 15, 12, 0)
 
 # item, category, price, in_stock, replenishable

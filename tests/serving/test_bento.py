@@ -25,7 +25,7 @@ import yaml
 
 from serving.process import alive, descendants
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PUBLIC, ADMIN = "bento-public-key", "bento-admin-key"
 

@@ -55,7 +55,7 @@ from recsys.rules import load_placements
 from recsys.store import Store
 from recsys.training import train
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGNS = ROOT / "configs" / "campaigns"
 PLACEMENTS = load_placements(ROOT / "configs" / "placements.yaml")
 
