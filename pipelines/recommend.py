@@ -9,6 +9,7 @@ import polars as pl
 import typer
 
 from pipelines._common import fail
+from pipelines._engine import AddressOpt, EngineOpt, ShipOpt, WorkersOpt, check_engine_flags
 from recsys.exceptions import RecsysError
 
 
@@ -40,14 +41,28 @@ def recommend_cmd(
     shard: Annotated[str | None, typer.Option(help="Only shard i of n (1-based), e.g. 2/8: the same "
                                               "customer hash as campaigns, so n shards partition the base.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
+    bundle_via: ShipOpt = None,
 ) -> None:
-    """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers, streamed in batches."""
+    """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers, streamed in batches.
+
+    With --engine ray, --out is a folder of Parquet parts (in customer order) written by a Ray Data job.
+    """
     from recsys.batch import recommend_batches, write_recommendations
     from recsys.bundle import load_bundle
     from recsys.campaigns import parse_shard, shard_mask
 
     if (customers is None) == (not all_customers):
         raise typer.BadParameter("give exactly one of --customers FILE or --all", param_hint="--customers/--all")
+    check_engine_flags(engine, address=address, workers=workers, via=bundle_via)
+    if engine == "ray":
+        from pipelines._engine_jobs import recommend_on_ray
+
+        return recommend_on_ray(model, customers=read_customers(customers) if customers else None, n=n,
+                                out=out, new_only=not include_bought, batch=batch, shard=shard,
+                                address=address, workers=workers, via=bundle_via, progress=progress)
     try:
         shard_t = parse_shard(shard)
         version, bundle = load_bundle(model)
