@@ -122,8 +122,8 @@ def _probe(address: str, timeout: float) -> None:
 
 
 @contextlib.contextmanager
-def ray_cluster(address: str | None = None, *, workers: int | None = None, progress: bool = False,
-                timeout: float = CONNECT_TIMEOUT) -> Iterator[ClusterInfo]:
+def ray_cluster(address: str | None = None, *, workers: int | None = None, cpus: int | None = None,
+                progress: bool = False, timeout: float = CONNECT_TIMEOUT) -> Iterator[ClusterInfo]:
     """Join the cluster at ``address`` (``auto``, ``host:port``, ``ray://host:10001``), or start a local
     one with this machine's CPUs when ``address`` is ``None``; disconnect (and stop what was started)
     on exit.  A Ray already initialised in this process (a test's cluster, a notebook) is used as is.
@@ -132,6 +132,8 @@ def ray_cluster(address: str | None = None, *, workers: int | None = None, progr
     ----------
     workers
         Worker processes per job (one CPU each); default every CPU of the cluster.
+    cpus
+        CPUs of a local cluster (default: this machine's).
     progress
         Ray Data's progress bars (off: a quiet log).
     timeout
@@ -145,7 +147,7 @@ def ray_cluster(address: str | None = None, *, workers: int | None = None, progr
         env = {"env_vars": dict(WORKER_ENV)}
         t0 = time.perf_counter()
         if address is None:
-            ray.init(num_cpus=os.cpu_count() or 1, runtime_env=env, log_to_driver=False,
+            ray.init(num_cpus=cpus or os.cpu_count() or 1, runtime_env=env, log_to_driver=False,
                      _node_ip_address="127.0.0.1", configure_logging=False)
             started = True
         else:
