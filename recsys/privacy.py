@@ -55,6 +55,11 @@ def erase_everywhere(customer_ids: Sequence[str], store: Store, registry: Regist
     report = ErasureReport(requested=len(ids))
     in_store = {c for c in ids if any(store.count(t, c) for t in ("events", "send_log", "consent", "suppression"))}
     report.store_rows = store.erase(ids)
+    from recsys.experiments import ExperimentLog  # exposures, outcomes, campaign arms (their own tables)
+
+    experiments = ExperimentLog(store)
+    in_store |= experiments.holds(ids)
+    report.store_rows.update(experiments.erase(ids))
     known_anywhere: set[str] = set()
     for version in (registry.versions() if registry is not None else []):
         try:

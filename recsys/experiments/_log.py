@@ -293,6 +293,15 @@ class ExperimentLog:
                 counts[table] = max(cur.rowcount, 0)
         return counts
 
+    def holds(self, customer_ids: Iterable[str]) -> set[str]:
+        """Which of these customers have rows here (an erasure report's "known")."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        return {r[0] for t in _ERASE_TABLES
+                for r in self._query(f"SELECT DISTINCT customer_id FROM {t} WHERE customer_id IN ({marks})", ids)}
+
     def count(self, table: str) -> int:
         if table not in ("exp_experiments", *_ERASE_TABLES):
             raise ValueError(f"unknown table {table!r}")
