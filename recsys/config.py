@@ -27,6 +27,7 @@ GENERATORS: dict[str, str] = {
     "bpr": "recsys.models.implicit_cf:BPR",
     "item_knn": "recsys.models.implicit_cf:ItemKNN",
     "popularity": "recsys.models.popularity:Popularity",
+    "tifu_knn": "recsys.models.tifu_knn:TIFUKNN",
 }
 
 
@@ -105,8 +106,12 @@ class TrainConfig(_Strict):
     ranker: RankerSpec = RankerSpec()
     #: Baselines evaluated with the same code on the same split, side by side.
     baselines: list[str] = Field(
-        default_factory=lambda: ["popularity_global", "popularity_decayed", "buy_again_then_popular", "item_knn", "als"]
+        default_factory=lambda: ["popularity_global", "popularity_decayed", "buy_again_then_popular", "tifu_knn",
+                                 "item_knn", "als"]
     )
+    #: Folder for results that depend only on the data and are worth keeping between runs (the
+    #: TIFU-KNN baseline's parameter search); ``None``: kept for the process only.
+    cache_dir: str | None = None
     #: The holdout metric promotion compares ("<variant>.<metric>", e.g. "all.map").
     promote_metric: str = "all.map"
     #: Customers ranked at once when evaluating or writing lists: bounds memory (~200 candidates ×

@@ -37,6 +37,7 @@ _LONG_SCHEMA = {
     "rank": pl.Int32,
     "source_item_id": pl.String,
     "source_ts": pl.Datetime("us"),
+    "reason": pl.String,  # a generator's per-candidate reason type (null: the generator's own)
 }
 
 
@@ -54,6 +55,7 @@ def _from_arrays(name: str, customers: np.ndarray, ids: np.ndarray, scores: np.n
         pl.lit(name).alias("gen"),
         pl.lit(None, pl.String).alias("source_item_id"),
         pl.lit(None, pl.Datetime("us")).alias("source_ts"),
+        pl.lit(None, pl.String).alias("reason"),
     )
 
 
@@ -72,6 +74,7 @@ def _with_sources(name: str, frame: pl.DataFrame) -> pl.DataFrame:
         pl.col("rank").cast(pl.Int32),
         src_item.cast(pl.String).alias("source_item_id"),
         src_ts.cast(pl.Datetime("us")).alias("source_ts"),
+        (pl.col("reason_type") if "reason_type" in cols else pl.lit(None)).cast(pl.String).alias("reason"),
     )
 
 
@@ -171,6 +174,7 @@ def widen(long: pl.DataFrame, generator_names: Sequence[str], reason_of: Mapping
         .agg(
             pl.col("customer_id").first(), pl.col("item_id").first(),
             pl.col("gen").first().alias("reason_gen"),
+            pl.col("reason").first().alias("_reason"),
             pl.col("source_item_id").drop_nulls().first(),
             pl.col("source_ts").drop_nulls().first(),
             pl.col("gen").n_unique().cast(pl.Float32).alias("n_gens"),
@@ -199,10 +203,12 @@ def widen(long: pl.DataFrame, generator_names: Sequence[str], reason_of: Mapping
             pl.Series(f"score_{name}", s_col).set(pl.Series(~proposed), None),
             pl.Series(f"rank_{name}", r_col).set(pl.Series(~proposed), None),
         ]
-    out = best.select("customer_id", "item_id", "reason_gen", "source_item_id", "source_ts", "n_gens").with_columns(
+    out = best.select("customer_id", "item_id", "reason_gen", "_reason", "source_item_id", "source_ts",
+                      "n_gens").with_columns(
         *columns,
-        pl.col("reason_gen").replace_strict(dict(reason_of), default="popular").alias("reason_type"),
-    )
+        pl.coalesce("_reason", pl.col("reason_gen").replace_strict(dict(reason_of), default="popular"))
+        .alias("reason_type"),
+    ).drop("_reason")
     sourced = pl.col("reason_type").is_in(list(SOURCED_REASONS))
     return out.with_columns(
         pl.when(sourced).then(pl.col("source_item_id")).otherwise(None).alias("source_item_id"),

@@ -56,15 +56,56 @@ def _own_list(frame: pl.DataFrame, gen: str, customers: Sequence[str], k: int, p
     return pad_with_popular(own, customers, popular, k)
 
 
+class _Recall:
+    """Candidate recall per generator and for the union, over all test purchases and over the
+    new-to-customer ones (against the cross-sell pool), summed batch by batch.
+
+    Why per generator: the union's recall bounds the ranker; which generator brings which purchases
+    (and at what depth) says where a deeper pool pays and where it only adds rows.
+    """
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.hits: dict[tuple[str, str], int] = {}
+        self.truths = {"all": 0, "new": 0}
+        self.rows = {"all": 0, "new": 0}
+        self.customers = 0
+
+    def add(self, ranked: pl.DataFrame, ranked_new: pl.DataFrame, truth: pl.DataFrame, bought: pl.DataFrame,
+            n_customers: int) -> None:
+        self.customers += n_customers
+        pairs = {"all": truth, "new": truth.join(bought, on=["customer_id", "item_id"], how="anti")}
+        for variant, frame in (("all", ranked), ("new", ranked_new)):
+            t = pairs[variant]
+            self.truths[variant] += t.height
+            self.rows[variant] += frame.height
+            got = t.join(frame, on=["customer_id", "item_id"], how="inner")
+            self.hits[("union", variant)] = self.hits.get(("union", variant), 0) + got.height
+            for name in self.names:
+                col = f"rank_{name}"
+                n = int(got[col].is_not_null().sum()) if col in got.columns else 0
+                self.hits[(name, variant)] = self.hits.get((name, variant), 0) + n
+
+    def table(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for name in [*self.names, "union"]:
+            out[name] = {v: round(self.hits.get((name, v), 0) / max(self.truths[v], 1), 4) for v in ("all", "new")}
+        out["union"].update({f"candidates_per_customer_{v}": round(self.rows[v] / max(self.customers, 1), 1)
+                             for v in ("all", "new")})
+        out["union"].update({f"test_pairs_{v}": self.truths[v] for v in ("all", "new")})
+        return out
+
+
 def _batched_lists(
     hybrid: HybridRecommender, customers: list[str], truth: pl.DataFrame, k: int, popular: list[str], *,
-    batch: int, progress: bool,
+    batch: int, progress: bool, recall: _Recall | None = None,
 ) -> tuple[dict[str, pl.DataFrame], tuple[int, int], int]:
     """Served lists and each generator's own lists, computed ``batch`` customers at a time."""
     fallback = pl.DataFrame({"item_id": popular, "score": [float(len(popular) - i) for i in range(len(popular))]})
     now = hybrid.as_of
     parts: dict[str, list[pl.DataFrame]] = {}
     hits = truths = rows = 0
+    pairs = truth.select("customer_id", "item_id").unique()
     own = [g for g in hybrid.generators if hybrid.candidates.get(g, 0) >= k]
     steps = range(0, len(customers), batch)
     for start in tqdm(steps, desc="served lists", unit="batch", disable=not progress or len(steps) < 2,
@@ -86,6 +127,10 @@ def _batched_lists(
         rows += ranked.height
         h, t = candidate_recall(ranked, truth)
         hits, truths = hits + h, truths + t
+        if recall is not None:
+            wanted = pl.Series(chunk, dtype=pl.String).implode()
+            bought = hybrid.history.of_many(chunk).filter(pl.col("ts") < now).select("customer_id", "item_id").unique()
+            recall.add(ranked, ranked_new, pairs.filter(pl.col("customer_id").is_in(wanted)), bought, len(chunk))
         del ranked, ranked_new
     return {name: pl.concat(frames) for name, frames in parts.items()}, (hits, truths), rows
 
@@ -101,15 +146,21 @@ def evaluate_holdout(
     batch: int = 10_000,
     progress: bool = True,
     timer: Any,
+    tifu_params: dict[str, Any] | None = None,
 ) -> Holdout:
-    """Score the served list, every generator alone and the baselines on ``test`` (one run, one code)."""
+    """Score the served list, every generator alone and the baselines on ``test`` (one run, one code).
+
+    ``tifu_params``: the TIFU-KNN baseline's parameters, tuned on the validation window (the
+    ``tifu_knn`` baseline is fitted on ``fit_data`` with them); ``None`` leaves that baseline out.
+    """
     customers = test.purchases["customer_id"].unique().sort().to_list()
     pop_model = hybrid.generators["popularity"]
     assert isinstance(pop_model, Popularity)
     popular = popular_items(pop_model, k * 3)
     with timer("served lists"):
+        recall = _Recall(list(hybrid.generators))
         lists, (hits, truths), rows = _batched_lists(hybrid, customers, test.purchases, k, popular,
-                                                     batch=batch, progress=progress)
+                                                     batch=batch, progress=progress, recall=recall)
     with timer("baselines"):
         glob_top = popular_items(Popularity(half_life_days=None).fit(fit_data), k * 3)
         empty = pl.DataFrame(schema=_EMPTY_LIST)
@@ -118,6 +169,13 @@ def evaluate_holdout(
             "popularity_decayed": pad_with_popular(empty, customers, popular, k),
             "buy_again_then_popular": buy_again_then_popular(fit_data, customers, k, popular),
         }
+        if tifu_params is not None and "tifu_knn" in baselines:
+            from recsys.models.tifu_knn import TIFUKNN
+
+            tifu = TIFUKNN(**tifu_params).fit(fit_data)
+            baseline_lists["tifu_knn"] = model_lists(tifu, customers, k, popular)
+            baseline_lists["tifu_knn:new_only"] = model_lists(tifu, customers, k, popular, exclude_bought=True)
+            del tifu
         for name, gen in hybrid.generators.items():
             if f"generator:{name}" not in lists:  # proposes fewer than k candidates: ask it directly
                 lists[f"generator:{name}"] = model_lists(gen, customers, k, popular)
@@ -125,6 +183,8 @@ def evaluate_holdout(
         for name in baselines:
             if name in baseline_lists:
                 lists[f"baseline:{name}"] = baseline_lists[name]
+                if f"{name}:new_only" in baseline_lists:
+                    lists[f"baseline:{name}:new_only"] = baseline_lists[f"{name}:new_only"]
             elif f"generator:{name}" in lists:
                 lists[f"baseline:{name}"] = lists[f"generator:{name}"]
             else:
@@ -157,5 +217,6 @@ def evaluate_holdout(
         "test_customers": len(customers),
         "candidate_recall": round(hits / max(truths, 1), 4),
         "candidates_per_customer": round(rows / max(1, len(customers)), 1),
+        "candidate_recall_table": recall.table(),
     }
     return Holdout(metrics, segments, curve, info)

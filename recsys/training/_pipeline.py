@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
+from recsys.baselines import tune_tifu_knn
 from recsys.bundle import Bundle, generator_class, git_sha, library_versions
 from recsys.config import TrainConfig
 from recsys.data import describe
@@ -186,6 +187,13 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
         log.info("%r", split)
         assert split.validation is not None
         fit_data = split.train.with_interactions(pl.concat([split.train.interactions, split.validation.interactions]))
+        tifu_params = None
+        if "tifu_knn" in cfg.baselines:  # tuned on the validation window: the test window stays unseen
+            with timer("tune TIFU-KNN baseline"):
+                tuned = tune_tifu_knn(split.train, split.validation, k=cfg.k, seed=cfg.seed, cache_dir=cfg.cache_dir)
+            tifu_params = tuned["params"]
+            info["tifu_knn_tuning"] = {key: tuned[key] for key in ("params", "map", "customers", "seconds", "cached")}
+            info["tifu_knn_tuning"]["window"] = [split.validation_cutoff, split.cutoff]
         ranker, ranker_new, info["ranker"] = _rankers(fit_data, split.cutoff, cfg, timer, progress)
         with timer("fit generators (B)"):
             gens, skipped = fit_generators(fit_data, cfg, timer=timer, label="B", progress=progress)
@@ -193,7 +201,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
             evaluated_hybrid = _hybrid(fit_data, gens, cfg, ranker=ranker, ranker_new=ranker_new)
         del gens
         hold = evaluate_holdout(evaluated_hybrid, fit_data, split.test, data.items, k=cfg.k, baselines=cfg.baselines,
-                                batch=cfg.batch_customers, progress=progress, timer=timer)
+                                batch=cfg.batch_customers, progress=progress, timer=timer, tifu_params=tifu_params)
         metrics, segments, curve = hold.metrics, hold.segments, hold.curve
         info["split"] = {"cutoff": split.cutoff, "validation_cutoff": split.validation_cutoff,
                          "train_rows": fit_data.interactions.height, "test_rows": split.test.interactions.height,
@@ -202,6 +210,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
                                                      split.test.purchases["customer_id"].unique().to_list())}
         info["candidate_recall"] = hold.info["candidate_recall"]
         info["candidates_per_customer"] = hold.info["candidates_per_customer"]
+        info["candidate_recall_table"] = hold.info["candidate_recall_table"]
         del fit_data, split
     else:
         # the newest purchase belongs to the latest label window: end just after it
