@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +18,7 @@ from pipelines._common import fail
 from recsys.exceptions import RecsysError
 
 if TYPE_CHECKING:
+    from recsys.dataset import Dataset
     from recsys.engines import ClusterInfo
 
 EngineOpt = Annotated[str, typer.Option(
@@ -60,3 +62,19 @@ def cluster(address: str | None, workers: int | None, progress: bool) -> Iterato
             yield info
     except RecsysError as exc:
         raise fail(str(exc)) from None
+
+
+@contextlib.contextmanager
+def ray_picker(engine: str, address: str | None, workers: int | None, progress: bool, bundle_dir: Path,
+               via: str | None, data: Dataset) -> Iterator[Any]:
+    """``None`` for the local engine; else a ``RayPicker`` on a cluster open for the whole command."""
+    if engine != "ray":
+        yield None
+        return
+    from recsys.engines import BundleSource
+    from recsys.engines.campaigns import RayPicker
+
+    with cluster(address, workers, progress) as info:
+        source = BundleSource.of(bundle_dir, via=default_via(address, via))
+        typer.echo(f"ray: workers read the bundle from {source.describe()}", err=True)
+        yield RayPicker(info, source, data)

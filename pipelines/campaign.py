@@ -16,6 +16,7 @@ import polars as pl
 import typer
 
 from pipelines._common import PROJECT_ROOT, echo_report, fail, load
+from pipelines._engine import AddressOpt, EngineOpt, ShipOpt, check_engine_flags, ray_picker
 from recsys.exceptions import RecsysError
 
 if TYPE_CHECKING:
@@ -76,10 +77,18 @@ def run_cmd(
     placements: Annotated[Path, typer.Option(help="Business rules per placement.")] = DEFAULT_PLACEMENTS,
     batch_size: Annotated[int, typer.Option(min=1, help="Customers per vectorised batch.")] = 4000,
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Threads picking batches at once (default: the machine's cores, at most 4).")] = None,
+        min=1, help="Threads picking batches at once (default: the machine's cores, at most 4); with "
+                    "--engine ray, Ray worker processes (default: every CPU of the cluster).")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    bundle_via: ShipOpt = None,
 ) -> None:
-    """Pick items for campaigns' consenting audiences, export them and log the sends."""
+    """Pick items for campaigns' consenting audiences, export them and log the sends.
+
+    With --engine ray the picks run on a Ray cluster; audience, consent, caps, holdout, export and the
+    send log stay here (one transaction per campaign), so the files and the log equal the local run's.
+    """
     from recsys.bundle import load_bundle
     from recsys.campaigns import load_campaign, parse_shard, run_campaigns, summary_lines, summary_path
     from recsys.rules import load_placements
@@ -87,6 +96,7 @@ def run_cmd(
     if len(configs) > 1 and "{campaign}" not in str(out):
         raise fail(f"--out: with {len(configs)} campaign files the picks path must contain {{campaign}} "
                    f"(e.g. picks-{{campaign}}.parquet); got {out}")
+    check_engine_flags(engine, address=address, workers=workers, via=bundle_via)
     threads = workers or max(1, min(4, os.cpu_count() or 1))
     try:
         campaigns = [load_campaign(c) for c in configs]
@@ -101,13 +111,15 @@ def run_cmd(
         typer.echo(f"loaded {data.source} ({data.interactions.height:,} interactions) in {secs:.1f}s",
                    err=True)
         st = _open_store(store, dry_run=dry_run)
-        for run in run_campaigns(campaigns, bundle, data, placements=rules, store=st, out=out, dry_run=dry_run,
-                                 run_id=run_id, shard=shard_t, now=now, model_version=version.tag,
-                                 batch_size=batch_size, progress=progress, workers=threads,
-                                 notify=lambda line: typer.echo(line, err=True)):
-            for line in summary_lines(run.summary):
-                typer.echo(line)
-            typer.echo(f"wrote {run.picks.height:,} picks → {run.out} · summary → {summary_path(run.out)}")
+        with ray_picker(engine, address, workers, progress, version.path, bundle_via, data) as picker:
+            for run in run_campaigns(campaigns, bundle, data, placements=rules, store=st, out=out,
+                                     dry_run=dry_run, run_id=run_id, shard=shard_t, now=now,
+                                     model_version=version.tag, batch_size=batch_size, progress=progress,
+                                     workers=threads, notify=lambda line: typer.echo(line, err=True),
+                                     picker=picker):
+                for line in summary_lines(run.summary):
+                    typer.echo(line)
+                typer.echo(f"wrote {run.picks.height:,} picks → {run.out} · summary → {summary_path(run.out)}")
     except RecsysError as exc:
         raise fail(str(exc)) from None
     if dry_run:

@@ -16,6 +16,7 @@ import typer
 from tqdm.auto import tqdm
 
 from pipelines._common import echo_report, fail, load, log
+from pipelines._engine import AddressOpt, EngineOpt, WorkersOpt, check_engine_flags, cluster
 from recsys.exceptions import RecsysError
 
 
@@ -65,10 +66,18 @@ def segments_cmd(
     lenient: Annotated[bool, typer.Option("--lenient", help="Drop bad rows instead of failing.")] = False,
     metrics_out: Annotated[Path | None, typer.Option("--metrics-out", help="Also write holdout metrics JSON.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    engine: EngineOpt = "local",
+    address: AddressOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Segment every customer (RFM, lifecycle, churn risk, expected value); models checked on a time split."""
+    """Segment every customer (RFM, lifecycle, churn risk, expected value); models checked on a time split.
+
+    With --engine ray the per-customer scoring (features, churn risk, expected value) runs on a Ray
+    cluster; fitting and the RFM quantiles, which need every customer, stay here.
+    """
     from recsys.segments import CLVModel, ChurnModel, holdout_cutoffs, purchase_lines, segments, summarize
 
+    check_engine_flags(engine, address=address, workers=workers, via=None)
     if out.suffix not in (".parquet", ".csv"):
         raise typer.BadParameter(f"must end in .parquet or .csv, got {out.name!r}", param_hint="--out")
     try:
@@ -99,7 +108,13 @@ def segments_cmd(
             bar.update()
         bar.update()
     bar.set_postfix_str("table")
-    table = segments(ds, churn=models["churn"], clv=models["clv"])
+    if engine == "ray":
+        from recsys.engines.segments import segments_ray
+
+        with cluster(address, workers, progress) as info:
+            table = segments_ray(info, ds, churn=models["churn"], clv=models["clv"])
+    else:
+        table = segments(ds, churn=models["churn"], clv=models["clv"])
     bar.update()
     bar.close()
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: ``pick``'s signature: what ``plan_campaign`` calls to pick for the eligible customers.
+Picker = Callable[..., tuple[pl.DataFrame, int]]
 
 #: Columns of the exported picks file, in order.
 PICK_COLUMNS: tuple[str, ...] = (
@@ -199,6 +202,7 @@ def plan_campaign(
     clock: datetime | None = None,
     index: CampaignIndex | None = None,
     workers: int = 1,
+    picker: Picker | None = None,
 ) -> CampaignRun:
     """Compute a campaign run without writing anything (the store is only read).
 
@@ -240,7 +244,16 @@ def plan_campaign(
         The ``CampaignIndex`` of ``(bundle, data)``, shared by several runs (campaigns, shards) in one
         process so its codes and tables are built once; built for this run when ``None``.  The picks
         are the same either way.
+    picker
+        Runs ``pick`` elsewhere with the same result (``recsys.engines.campaigns.RayPicker``: blocks of
+        eligible customers on a Ray cluster); default ``pick`` in this process.
     """
+    if campaign.experiment is not None:  # arms by strategy or model, plus the holdout: campaigns/_arms.py
+        from recsys.campaigns._arms import plan_arms
+
+        return plan_arms(campaign, bundle, data, placements=placements, store=store, now=now, run_id=run_id,
+                         shard=shard, segments=segments, model_version=model_version, batch_size=batch_size,
+                         progress=progress, clock=clock, index=index, workers=workers, picker=picker)
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     shard_t = parse_shard(shard)
@@ -272,8 +285,8 @@ def plan_campaign(
     ruleset = index.ruleset(rules)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    picked, resend_removed = pick(ctx, ruleset, campaign, eligible, recent_sent, batch_size, progress,
-                                  workers)
+    picked, resend_removed = (picker or pick)(ctx, ruleset, campaign, eligible, recent_sent, batch_size,
+                                              progress, workers)
     timings["picks"] = time.perf_counter() - t0
 
     picks, controls, excluded = _split(ids, reason, picked, campaign, run_id)
@@ -330,6 +343,7 @@ def run_campaign(
     clock: datetime | None = None,
     index: CampaignIndex | None = None,
     workers: int = 1,
+    picker: Picker | None = None,
 ) -> CampaignRun:
     """``plan_campaign``, then write ``out`` (+ summary JSON beside it) and log the sends unless ``dry_run``.
 
@@ -348,7 +362,7 @@ def run_campaign(
     """
     run = plan_campaign(campaign, bundle, data, placements=placements, store=store, now=now, run_id=run_id,
                         shard=shard, segments=segments, model_version=model_version, batch_size=batch_size,
-                        progress=progress, clock=clock, index=index, workers=workers)
+                        progress=progress, clock=clock, index=index, workers=workers, picker=picker)
     run.summary["dry_run"] = dry_run
     if out is not None:
         run.out = run.write_picks(out)

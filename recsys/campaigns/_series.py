@@ -17,7 +17,7 @@ from recsys.bundle import Bundle
 from recsys.campaigns._audience import segment_frame
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._index import CampaignIndex
-from recsys.campaigns._run import CampaignRun, check_campaign, default_now, run_campaign
+from recsys.campaigns._run import CampaignRun, Picker, check_campaign, default_now, run_campaign
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
 from recsys.rules import PlacementRules
@@ -46,6 +46,7 @@ def run_campaigns(
     progress: bool = False,
     workers: int = 1,
     notify: Callable[[str], None] | None = None,
+    picker: Picker | None = None,
 ) -> Iterator[CampaignRun]:
     """Run ``campaigns`` in order (``run_campaign`` each), yielding each run once its picks file is
     written and its sends are logged.
@@ -65,6 +66,8 @@ def run_campaigns(
     notify
         Called with one line per shared step (index built, segments computed): progress for a person
         watching (the CLI prints them to stderr).
+    picker
+        Where the picks run (``plan_campaign``'s ``picker``); one for the whole call.
 
     The other parameters are ``run_campaign``'s.
 
@@ -100,4 +103,4 @@ def run_campaigns(
             out=Path(str(out).replace(CAMPAIGN_FIELD, campaign.name)), dry_run=dry_run,
             run_id=f"{run_id}:{campaign.name}" if (run_id and several) else run_id, shard=shard, now=now,
             model_version=model_version, batch_size=batch_size, progress=progress, index=index,
-            workers=workers, segments=segments)
+            workers=workers, segments=segments, picker=picker)

@@ -185,9 +185,19 @@ class WindowModel:
     def _predict_frame(self, data: Dataset, now: datetime | None) -> tuple[pl.DataFrame, np.ndarray]:
         self._check_fitted()
         lines = purchase_lines(data)
-        feats = customer_features(lines, resolve_now(lines, now), self.horizon_days)
-        X = matrix(feats)
-        return feats, self._link(self.trees_.predict(X))
+        return self.predict_lines(lines, resolve_now(lines, now))
+
+    def predict_lines(self, lines: pl.DataFrame, now: datetime, *,
+                      start: datetime | None = None) -> tuple[pl.DataFrame, np.ndarray]:
+        """Features at ``now`` of the customers in ``lines`` (``purchase_lines`` output) and the model's
+        output for each, in the features' row order.
+
+        ``start``: the first purchase of the whole shop when ``lines`` hold only some customers (a block
+        on a cluster), so ``start_lag_days`` — and the prediction — is what the whole shop would give.
+        """
+        self._check_fitted()
+        feats = customer_features(lines, now, self.horizon_days, start)
+        return feats, self._link(self.trees_.predict(matrix(feats)))
 
     def _eval_frame(self, data: Dataset, cutoff: datetime | None) -> tuple[pl.DataFrame, np.ndarray, datetime]:
         """Features at ``cutoff``, true labels after it, and predictions — refusing a seen window."""

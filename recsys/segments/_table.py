@@ -41,6 +41,7 @@ def segments(
     bins: int = 5,
     churn_bands: tuple[float, float] = (0.3, 0.6),
     lifecycle_options: Mapping[str, Any] | None = None,
+    scores: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per customer: RFM, value segment, lifecycle stage, churn risk and expected value.
 
@@ -59,6 +60,10 @@ def segments(
         probabilities, so a band means the same in every shop (a grocery will have few "high").
     lifecycle_options
         Keyword thresholds forwarded to ``lifecycle`` (``new_days``, ``lapsed_days``, …).
+    scores
+        ``customer_id, churn_risk, expected_clv`` computed elsewhere (``recsys.engines.segments``
+        scores blocks of customers on a cluster); replaces ``churn`` and ``clv``.  The RFM scores and
+        lifecycle stages, which need every customer, are computed here either way.
 
     Returns
     -------
@@ -76,14 +81,18 @@ def segments(
         lifecycle_from_lines(lines, now, **dict(lifecycle_options or {})).select("customer_id", "lifecycle"),
         on="customer_id", how="left",
     )
-    if churn is not None:
-        table = table.join(churn.predict_proba(data, now=now), on="customer_id", how="left")
+    if scores is not None:
+        table = table.join(scores.select("customer_id", "churn_risk", "expected_clv"), on="customer_id",
+                           how="left")
     else:
-        table = table.with_columns(pl.lit(None, pl.Float64).alias("churn_risk"))
-    if clv is not None:
-        table = table.join(clv.predict(data, now=now), on="customer_id", how="left")
-    else:
-        table = table.with_columns(pl.lit(None, pl.Float64).alias("expected_clv"))
+        if churn is not None:
+            table = table.join(churn.predict_proba(data, now=now), on="customer_id", how="left")
+        else:
+            table = table.with_columns(pl.lit(None, pl.Float64).alias("churn_risk"))
+        if clv is not None:
+            table = table.join(clv.predict(data, now=now), on="customer_id", how="left")
+        else:
+            table = table.with_columns(pl.lit(None, pl.Float64).alias("expected_clv"))
     risk = pl.col("churn_risk")
     band = (
         pl.when(risk.is_null()).then(pl.lit(None, pl.String))
