@@ -36,9 +36,10 @@ def _exercise(store: Store) -> None:
     assert store.suppressed() == {"c2"}
     counts = store.erase(["c1", "unknown"])
     assert counts["events"] == 2 and counts["send_log"] == 2 and counts["consent"] == 1
-    for table in ("events", "send_log", "consent", "suppression"):
+    assert counts["consent_history"] == 1  # the audit trail goes too: erasure wins over audit
+    for table in ("events", "send_log", "consent", "consent_history", "suppression"):
         assert store.count(table, "c1") == 0
-    assert store.erase(["c1"]) == {"events": 0, "send_log": 0, "consent": 0, "suppression": 0}  # no-op
+    assert not any(store.erase(["c1"]).values())  # no-op
     assert store.is_erased(["c1", "c2"]) == [True, False]
     assert erasure_hash("c1") in store.erased_hashes() and "c1" not in str(store.erased_hashes())
     assert store.count("events") == 1
