@@ -56,9 +56,10 @@ def main() -> None:
     ap.add_argument("--data-path", default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quality.json"))
     ap.add_argument("--save-bundle", default=None, help="Also save the trained bundle to this directory.")
+    ap.add_argument("--seed", type=int, default=None, help="Override the config's seed (generators, samples, bags).")
     args = ap.parse_args()
 
-    cfg = load_train_config(args.config, data_path=args.data_path)
+    cfg = load_train_config(args.config, data_path=args.data_path, seed=args.seed)
     ds, _, load_s = load(cfg.dataset, cfg.data_path, cfg.lenient)
     t0 = time.perf_counter()
     result = train(ds, cfg, progress=True)
@@ -116,6 +117,31 @@ def main() -> None:
     served_all, served_new = get("served", "all"), get("served_new_only", "new")
     print(f"\ncandidate recall (test purchases among ~{result.info['candidates_per_customer']:.0f} candidates/customer): "
           f"{result.info['candidate_recall']:.3f}")
+    recall = result.info.get("candidate_recall_table", {})
+    if recall:
+        union = recall["union"]
+        print(f"candidate recall per generator (depth: candidates / new_candidates of the config; "
+              f"{union['test_pairs_all']:,} test pairs, {union['test_pairs_new']:,} new to the customer):")
+        print(f"  {'generator':<22}{'depth':>7}{'all':>8}{'new depth':>11}{'new':>8}")
+        for g, r in recall.items():
+            spec = cfg.generators.get(g)
+            depth = (str(spec.candidates), str(spec.new_candidates or spec.candidates)) if spec else (
+                f"{union['candidates_per_customer_all']:.0f}", f"{union['candidates_per_customer_new']:.0f}")
+            print(f"  {g:<22}{depth[0]:>7}{r['all']:>8.3f}{depth[1]:>11}{r['new']:>8.3f}")
+    tuning = result.info.get("tifu_knn_tuning")
+    tifu_all, tifu_new = get("baseline:tifu_knn", "all"), get("baseline:tifu_knn:new_only", "new")
+    if tuning and tifu_all:
+        lo, hi = tuning["window"]
+        how = "cached" if tuning["cached"] else f"{tuning['seconds']:.0f}s"
+        tuned = {k: v for k, v in tuning["params"].items()
+                 if k in ("group_size", "within_decay", "group_decay", "n_neighbors", "alpha")}
+        print(f"TIFU-KNN baseline: parameters searched on the validation window {lo} – {hi} "
+              f"({tuning['customers']} customers, validation MAP {tuning['map']:.4f}, {how}): {tuned}")
+        print(f"served all-items vs validation-tuned TIFU-KNN: {served_all / tifu_all:.3f}× "
+              f"({served_all:.4f} vs {tifu_all:.4f}; target ≥ 1.05)")
+        if tifu_new:
+            print(f"served new-to-customer vs TIFU-KNN new-only: {served_new / tifu_new:.2f}× "
+                  f"({served_new:.4f} vs {tifu_new:.4f})")
     print(f"ranker gain over the best single generator ({best_gen}): "
           f"{served_all / (get(best_gen, 'all') or 1):.2f}× ({served_all:.4f} vs {get(best_gen, 'all'):.4f})")
     print(f"served all-items vs buy-again-then-popular: {served_all / ref:.2f}× (target ≥ 1.10)")
@@ -146,6 +172,9 @@ def main() -> None:
         "per_placement": per_placement, "brute_force_map": brute, "pipeline_map": reported,
         "timings": result.info["timings"], "train_seconds": result.info["train_seconds"], "load_seconds": load_s,
         "wall_seconds": time.perf_counter() - t0, "ranker": result.info["ranker"],
+        "candidate_recall_table": result.info.get("candidate_recall_table"),
+        "tifu_knn_tuning": result.info.get("tifu_knn_tuning"),
+        "served_vs_tifu_knn": (served_all / tifu_all) if tifu_all else None,
     }
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))

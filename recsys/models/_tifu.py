@@ -13,7 +13,9 @@ times are µs since the epoch.
 
 from __future__ import annotations
 
-from typing import Literal
+import bisect
+from collections.abc import Iterable
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -21,7 +23,7 @@ import scipy.sparse as sp
 
 from recsys.models.base import top_n
 
-__all__ = ["Baskets", "DAY_KEY", "Pool", "basket_key", "basket_table", "customer_vectors", "nearest", "strongest", "take_rows"]
+__all__ = ["add_baskets", "Baskets", "DAY_KEY", "Pool", "basket_key", "basket_table", "customer_vectors", "nearest", "strongest", "take_rows"]
 
 #: Prefix of the basket key of purchases without an order id: the customer's calendar day.
 DAY_KEY = "day:"
@@ -220,3 +222,23 @@ def strongest(matrix: sp.csr_matrix, keep: int | None) -> sp.csr_matrix:
     picked = np.sort(order[rank < keep])  # back to (row, column) order
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, keep))]).astype(np.int64)
     return sp.csr_matrix((matrix.data[picked], matrix.indices[picked], indptr), shape=matrix.shape)
+
+
+def add_baskets(baskets: list[tuple[int, np.ndarray]], last_key: str, new: Iterable[tuple[Any, ...]]) -> str:
+    """Add ``(key, ts, items)`` baskets, in time order, to one customer's ``baskets`` (in place) and
+    return the key of the newest basket.
+
+    Lines with the key of the newest basket join it (a live order arrives line by line); any other
+    key is a new basket, placed by time.  One customer's history, so plain lists are the right size.
+    """
+    for key, t, items in new:
+        items = np.asarray(items, dtype=np.int32)
+        if baskets and key == last_key:
+            t0, old = baskets[-1]
+            baskets[-1] = (max(t0, int(t)), np.union1d(old, items).astype(np.int32))
+            continue
+        at = bisect.bisect_right([b[0] for b in baskets], int(t))
+        baskets.insert(at, (int(t), items))
+        if at == len(baskets) - 1:
+            last_key = str(key)
+    return last_key

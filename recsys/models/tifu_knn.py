@@ -22,7 +22,6 @@ when others have them as neighbour, but the pool itself is as of the last merge.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple
 
@@ -32,8 +31,9 @@ import scipy.sparse as sp
 
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
-from recsys.models._tifu import BLOCK_CELLS, Baskets, Pool, basket_key, basket_table, customer_vectors, nearest
-from recsys.models._tifu import strongest
+from recsys.models._tifu import (
+    BLOCK_CELLS, Baskets, Pool, add_baskets, basket_key, basket_table, customer_vectors, nearest, strongest,
+)
 from recsys.models._util import gather_rows, index_of, purchases_of, resolve_rows, sorted_ids, to_datetime
 from recsys.models.base import OnUnknown, Recommender, check_param, top_n
 
@@ -123,7 +123,7 @@ class TIFUKNN(Recommender):
             return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
         def count(v: Any) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+            return bool(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1)
 
         check_param(self, "group_size", self.group_size, "an int in [1, inf)", count(self.group_size))
         for name in ("within_decay", "group_decay"):
@@ -202,18 +202,18 @@ class TIFUKNN(Recommender):
         if "matrix" not in self._cache:
             shape = (len(self.vec_indptr_) - 1, len(self.item_ids_))
             self._cache["matrix"] = sp.csr_matrix((self.vec_w_, self.vec_items_, self.vec_indptr_), shape=shape)
-        return self._cache["matrix"]  # type: ignore[no-any-return]
+        return self._cache["matrix"]
 
     def _neighbour_matrix(self) -> sp.csr_matrix:
         """The base vectors as neighbours see them: each customer's ``neighbor_items`` strongest items."""
         if "neighbour_matrix" not in self._cache:
             self._cache["neighbour_matrix"] = strongest(self._matrix(), self.neighbor_items)
-        return self._cache["neighbour_matrix"]  # type: ignore[no-any-return]
+        return self._cache["neighbour_matrix"]
 
     def _pool(self) -> Pool:
         if "pool" not in self._cache:
             self._cache["pool"] = Pool(self.pool_, self._matrix()[self.pool_])
-        return self._cache["pool"]  # type: ignore[no-any-return]
+        return self._cache["pool"]
 
     # ---------------------------------------------------------------------------------- query
     @property
@@ -263,7 +263,7 @@ class TIFUKNN(Recommender):
                  np.concatenate([f.items for f in fs]) if fs else np.zeros(0, np.int32),
                  np.concatenate([[0], np.cumsum(counts)])), shape=(len(fs), len(self.item_ids_)))
             self._cache["overlay"] = (rows, strongest(m, self.neighbor_items))
-        return self._cache["overlay"]  # type: ignore[no-any-return]
+        return self._cache["overlay"]
 
     def _block(self, rows: np.ndarray, n: int, exclude_bought: bool) -> tuple[np.ndarray, ...]:
         """Top ``n`` (item index, score) of one block of customers, and their own (key, last).
@@ -329,14 +329,16 @@ class TIFUKNN(Recommender):
             bought = (own_key[at] == key) if len(own_key) else np.zeros(len(key), dtype=bool)
             last = np.where(bought, own_last[at] if len(own_last) else _NAT, _NAT)
             parts.append((b + lo, rank, items, scores[b, rank], bought, last))
-        if not parts:
+        if not parts:  # no customers asked
             parts = [(np.zeros(0, np.int64),) * 3 + (np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.int64))]
-        b, rank, items, scores, bought, last = (np.concatenate(x) for x in zip(*parts, strict=True))
+        cols: list[np.ndarray] = [np.concatenate(x) for x in zip(*parts, strict=True)]
+        b, rank, items, scores, bought, last = cols
         ids = self.item_ids_.ids[items].astype(str).astype(object)
-        source = np.where(bought, ids, None).astype(object)
+        source = ids.copy()
+        source[~bought] = None
         reason = np.where(bought, self.reason_bought, self.reason).astype(object)
-        return ExplainedReasons(b.astype(np.int64), (rank + 1).astype(np.int32), ids, scores.astype(np.float32), source,
-                         last.astype(np.int64), reason)
+        return ExplainedReasons(b.astype(np.int64), (rank + 1).astype(np.int32), ids, scores.astype(np.float32),
+                                source, last.astype(np.int64), reason)
 
     def recommend_with_sources(
         self, customer_ids: str | Sequence[str] | np.ndarray, n: int = 10, *, exclude_bought: bool = False,
@@ -372,7 +374,6 @@ class TIFUKNN(Recommender):
             return self
         p = p.with_columns(key=basket_key(p), t=pl.col("ts").dt.epoch("us"),
                            i=pl.Series(self.item_ids_.index(p["item_id"].to_list()))).filter(pl.col("i") >= 0)
-        touched = []
         for (cid,), part in sorted(p.group_by("customer_id"), key=lambda kv: str(kv[0][0])):
             row = self._row(str(cid))
             folded = self._overlay.get(row)
@@ -383,18 +384,8 @@ class TIFUKNN(Recommender):
             else:
                 baskets, last_key = [], ""
             per = part.group_by("key").agg(pl.col("t").max(), pl.col("i").unique().sort()).sort("t", "key")
-            for key, t, items in per.iter_rows():
-                items = np.asarray(items, dtype=np.int32)
-                if baskets and key == last_key:
-                    t0, old = baskets[-1]
-                    baskets[-1] = (max(t0, t), np.union1d(old, items).astype(np.int32))
-                    continue
-                at = bisect.bisect_right([b[0] for b in baskets], t)
-                baskets.insert(at, (t, items))
-                if at == len(baskets) - 1:
-                    last_key = key
+            last_key = add_baskets(baskets, last_key, per.iter_rows())
             self._overlay[row] = self._fold(baskets, last_key, row)
-            touched.append(row)
         self._cache.pop("overlay", None)
         if len(self._overlay) > max(_MERGE_MIN, _MERGE_SHARE * self._n_base):
             self._merge()
