@@ -30,6 +30,8 @@ __all__ = [
     "Audience",
     "BoughtCategory",
     "Campaign",
+    "CampaignArm",
+    "CampaignExperiment",
     "ChurnBand",
     "Exclusions",
     "FrequencyCap",
@@ -170,6 +172,53 @@ class FrequencyCap(_Strict):
     per_days: int = Field(ge=1)
 
 
+class CampaignArm(_Strict):
+    """One arm of a campaign experiment: the campaign's strategy or its own, the campaign's model or another."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=50)
+    #: Relative weight among the arms (the holdout, ``holdout_share``, is taken first).
+    share: float = Field(1.0, gt=0.0)
+    #: This arm's strategy (default: the campaign's ``strategy``).
+    strategy: Strategy | None = None
+    #: This arm's model tag (default: the run's ``--model``).
+    model: str | None = Field(None, min_length=1)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"kind": value} if isinstance(value, str) else value
+
+
+class CampaignExperiment(_Strict):
+    """Split the campaign's eligible audience into arms (plus the holdout), sticky per experiment.
+
+    Customers are assigned by a hash of (``salt`` or ``name``, customer id): the holdout first
+    (``holdout_share`` of the campaign), the rest by the arms' weights.  Every eligible customer's arm is
+    recorded (``recsys kpis --experiment NAME`` reads them all: intention to treat).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)
+    arms: list[CampaignArm] = Field(min_length=1)
+    #: The arm the others are compared with (default: the first; ``holdout`` for uplift read-outs).
+    control: str | None = None
+    salt: str | None = None
+    #: Purchases within this many days after the send count.
+    window_days: float = Field(14.0, gt=0.0)
+    primary_metric: Literal["ctr", "conversion", "revenue_per_customer", "aov"] = "conversion"
+    alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    min_customers: int = Field(100, ge=2)
+    min_events: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _arms_unique(self) -> CampaignExperiment:
+        names = [a.name for a in self.arms]
+        if len(set(names)) < len(names) or "holdout" in names:
+            raise ValueError(f"arm names must be unique and not 'holdout', got {names}")
+        if self.control is not None and self.control not in (*names, "holdout"):
+            raise ValueError(f"control must name an arm ({', '.join(names)}) or 'holdout', got {self.control!r}")
+        return self
+
+
 class Campaign(_Strict):
     """One campaign file.  See ``configs/campaigns/*.yaml`` for commented examples."""
 
@@ -191,6 +240,8 @@ class Campaign(_Strict):
     frequency_cap: FrequencyCap | None = Field(default_factory=lambda: FrequencyCap(max_emails=2, per_days=7))
     #: Never re-send an item sent to the same customer within this many days (null: off).
     resend_window_days: int | None = Field(30, ge=1)
+    #: Split the audience into arms by strategy or model (plus the holdout): ``recsys.campaigns._arms``.
+    experiment: CampaignExperiment | None = None
 
     _source: str = PrivateAttr(default="campaign config")
 
@@ -203,6 +254,11 @@ class Campaign(_Strict):
     def _consistent(self) -> Campaign:
         if self.min_picks > self.n_picks:
             raise ValueError(f"min_picks ({self.min_picks}) must not exceed n_picks ({self.n_picks})")
+        if self.experiment is not None:
+            if len(self.experiment.arms) < 2 and self.holdout_share == 0:
+                raise ValueError("experiment: needs two arms, or one arm and a holdout_share")
+            if self.experiment.control == "holdout" and self.holdout_share == 0:
+                raise ValueError("experiment.control: 'holdout' needs a holdout_share above 0")
         return self
 
     @property
