@@ -33,13 +33,28 @@ def list_cmd(metric: Annotated[str, typer.Option(help="Headline metric to show."
 
 @app.command()
 def promote(
-    tag: Annotated[str, typer.Argument(help="crosssell:<version>, <version> or 'latest'.")],
+    tag: Annotated[str | None, typer.Argument(
+        help="crosssell:<version>, <version> or 'latest' (with --online-evidence: default the challenger).")] = None,
     metric: Annotated[str, typer.Option(help="Holdout metric compared with the promoted version.")] = "all.map",
     force: Annotated[bool, typer.Option("--force", help="Promote even if the metric is worse.")] = False,
+    online_evidence: Annotated[str | None, typer.Option(
+        "--online-evidence", help="Promote the challenger of this experiment only if it wins on the experiment's "
+                                  "primary metric (significant, large enough sample); replaces the holdout check.")]
+        = None,
+    store: Annotated[str, typer.Option(help="With --online-evidence: the store holding the experiment.")]
+        = "sqlite:///data/state.db",
 ) -> None:
-    """Make TAG the serving version — refused when its holdout metric is worse than the current one."""
+    """Make TAG the serving version — refused when its holdout metric is worse than the current one, or,
+    with --online-evidence NAME, unless the experiment's challenger won."""
     from recsys.registry import Registry
 
+    if online_evidence is not None:
+        from pipelines.experiment import promote_on_evidence
+
+        promote_on_evidence(online_evidence, tag=tag, store=store, metric=metric)
+        return
+    if tag is None:
+        raise fail("TAG: which version to promote (or --online-evidence NAME)")
     try:
         v = Registry().promote(tag, metric=metric, force=force)
     except RecsysError as exc:

@@ -33,6 +33,18 @@ def serve_cmd(
     placements: Annotated[Path, typer.Option(help="Business rules per placement.")] =
         PROJECT_ROOT / "configs" / "placements.yaml",
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    challenger: Annotated[str | None, typer.Option(
+        help="A/B test: serve this model tag to --share of the customers (sticky by customer or session id).")]
+        = None,
+    share: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="Share of customers served by the challenger (default 0.2).")] = None,
+    experiment: Annotated[str | None, typer.Option(
+        help="Experiment name for `recsys kpis --experiment` (default <model>-vs-<challenger>).")] = None,
+    experiment_config: Annotated[Path | None, typer.Option(
+        help="Experiment YAML (configs/experiments/*.yaml); the flags above override its fields.")] = None,
+    attribution_hours: Annotated[float | None, typer.Option(
+        min=0.0, help="Clicks and purchases count for the arm that showed the item this many hours after "
+                      "(default 24).")] = None,
 ) -> None:
     """Serve /recommend, /complements, /similar, /popular, /events on HOST:PORT (bentoml serve underneath)."""
     env = dict(os.environ)
@@ -44,6 +56,23 @@ def serve_cmd(
     for name, value in (("RECSYS_API_KEY", api_key), ("RECSYS_PUBLIC_KEY", public_key), ("RECSYS_REDIS_URL", redis)):
         if value:
             env[name] = value
+    if experiment_config is not None or challenger:
+        from recsys.exceptions import RecsysError
+        from serving.experiment import config_from_env
+
+        exp_env = {"RECSYS_EXPERIMENT_CONFIG": str(experiment_config.resolve()) if experiment_config else "",
+                   "RECSYS_CHALLENGER": challenger or "", "RECSYS_CHALLENGER_SHARE": "" if share is None else str(share),
+                   "RECSYS_EXPERIMENT": experiment or "",
+                   "RECSYS_ATTRIBUTION_HOURS": "" if attribution_hours is None else str(attribution_hours)}
+        try:  # checked here, so a typo fails the command instead of every worker
+            cfg = config_from_env(model, exp_env)
+        except (RecsysError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        env.update({k: v for k, v in exp_env.items() if v})
+        if cfg is not None:
+            typer.echo(f"experiment {cfg.name}: {model} (control) vs {cfg.challenger} ({100 * cfg.share:g} % of "
+                       f"customers); read it with `recsys kpis --experiment {cfg.name}`")
     from serving.process import bentoml_serve_cmd, start_service, stop_on_signals, stop_service
 
     if workers != 1:

@@ -52,6 +52,8 @@ class Filters(_Strict):
 
 class RecommendRequest(_Strict):
     customer_id: Id | None = Field(None, description="Omit for anonymous visitors (cold start).")
+    session_id: Id | None = Field(None, description=(
+        "An anonymous visitor's session id: with an experiment running, it chooses the visitor's arm."))
     context_item_ids: list[Id] = Field(default_factory=list, max_length=50,
                                        description="Items on the page or in the cart.")
     placement: Placement = Field("for_you", description="Which widget asks; selects the business rules.")
@@ -78,6 +80,10 @@ class Item(BaseModel):
 class RecommendResponse(BaseModel):
     model_version: str
     items: list[Item]
+    experiment: str | None = Field(None, description="The experiment this answer is part of (null: none).")
+    arm: str | None = Field(None, description="The experiment arm that answered: 'control' or 'challenger'.")
+    recommendation_id: str | None = Field(None, description=(
+        "Echo it in the events this list leads to (impressions, clicks, purchases) to attribute them exactly."))
 
 
 class ComplementsRequest(_Strict):
@@ -108,6 +114,9 @@ class Event(_Strict):
     order_id: Annotated[Text, Field(max_length=64)] | None = None
     source: Annotated[Text, Field(max_length=100)] | None = Field(
         None, description="Widget or campaign id the event came from (for KPIs).")
+    session_id: Id | None = Field(None, description="The visitor's session id (experiments: anonymous visitors).")
+    recommendation_id: Id | None = Field(None, description=(
+        "The recommendation_id of the answer that showed this item (experiments: exact attribution)."))
 
     @field_validator("ts")
     @classmethod

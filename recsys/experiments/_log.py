@@ -31,6 +31,7 @@ from typing import Any
 
 import polars as pl
 
+from recsys.experiments._assign import SESSION_PREFIX
 from recsys.experiments._readout import UNIT_SCHEMA, empty_units
 from recsys.store import Store
 
@@ -64,6 +65,14 @@ _ERASE_TABLES = ("exp_exposures", "exp_outcomes", "exp_assignments")
 
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _subjects(event: dict[str, Any]) -> list[str]:
+    """The units an event may belong to: its customer, and its session (as ``session:<id>``)."""
+    out = [event["customer_id"]] if event.get("customer_id") else []
+    if event.get("session_id"):
+        out.append(f"{SESSION_PREFIX}{event['session_id']}")
+    return out
 
 
 class ExperimentLog:
@@ -134,53 +143,50 @@ class ExperimentLog:
         ``events``: ``customer_id, item_id, event, quantity, price, order_id, ts`` and optionally
         ``session_id`` and ``recommendation_id``.  An event matches the newest exposure of its item to its
         customer (or its session) shown at most ``window`` before ``received_at``; an event carrying a
-        ``recommendation_id`` matches that response's exposure of the item (within the window too).
+        ``recommendation_id`` matches that response's exposure of the item only (within the window too):
+        an id that names no exposure of the item is a click on something else, not on the newest list.
         Events of no experiment are ignored.  Returns outcomes written.
         """
         at = received_at or _now()
-        ev = events.filter(pl.col("event").is_in(list(ATTRIBUTED_EVENTS)))
-        if ev.height == 0:
+        ev = [e for e in events.iter_rows(named=True) if e.get("event") in ATTRIBUTED_EVENTS]
+        if not ev:
             return 0
-        for col in ("session_id", "recommendation_id"):
-            if col not in ev.columns:
-                ev = ev.with_columns(pl.lit(None, pl.String).alias(col))
-        ev = ev.with_row_index("_e")
-        customers = [c for c in ev["customer_id"].unique().to_list() if c]
-        sessions = [s for s in ev["session_id"].unique().to_list() if s]
-        recs = [r for r in ev["recommendation_id"].unique().to_list() if r]
-        where, params = [], list[Any]()
-        for col, values in (("customer_id", customers), ("session_id", sessions), ("rec_id", recs)):
-            if values:
-                where.append(f"{col} IN ({', '.join('?' * len(values))})")
-                params += values
+        subjects = {s for e in ev for s in _subjects(e)}
+        recs = {e["recommendation_id"] for e in ev if e.get("recommendation_id")}
+        where = [f"subject IN ({', '.join('?' * len(subjects))})"] if subjects else []
+        if recs:
+            where.append(f"rec_id IN ({', '.join('?' * len(recs))})")
         if not where:
             return 0
+        # (subject and rec_id are indexed: one /events call reads its customers' recent exposures, never the table)
         rows = self._query(
-            "SELECT rec_id, item_id, experiment, arm, model_version, customer_id, session_id, subject, shown_at "
-            f"FROM exp_exposures WHERE ({' OR '.join(where)}) AND shown_at >= ? AND shown_at <= ?",
-            [*params, at - window, at])
+            "SELECT rec_id, item_id, experiment, arm, model_version, subject, shown_at FROM exp_exposures "
+            f"WHERE ({' OR '.join(where)}) AND shown_at >= ? AND shown_at <= ? ORDER BY shown_at",
+            [*subjects, *recs, at - window, at])
         if not rows:
             return 0
-        shown = pl.DataFrame(rows, orient="row", schema={
-            "rec_id": pl.String, "item_id": pl.String, "experiment": pl.String, "arm": pl.String,
-            "model_version": pl.String, "x_customer": pl.String, "x_session": pl.String, "subject": pl.String,
-            "shown_at": pl.Datetime("us")})
-        keys = ev.select("_e", "customer_id", "session_id", "recommendation_id", "item_id")
-        by_rec = keys.filter(pl.col("recommendation_id").is_not_null()).join(
-            shown, left_on=["recommendation_id", "item_id"], right_on=["rec_id", "item_id"], how="inner"
-        ).with_columns(pl.col("recommendation_id").alias("rec_id"))
-        unnamed = keys.filter(pl.col("recommendation_id").is_null())
-        by_customer = unnamed.filter(pl.col("customer_id").is_not_null()).join(
-            shown, left_on=["customer_id", "item_id"], right_on=["x_customer", "item_id"], how="inner")
-        by_session = unnamed.filter(pl.col("session_id").is_not_null()).join(
-            shown, left_on=["session_id", "item_id"], right_on=["x_session", "item_id"], how="inner")
-        cols = ["_e", "rec_id", "experiment", "arm", "model_version", "subject", "shown_at"]
-        matched = (pl.concat([f.select(cols) for f in (by_rec, by_customer, by_session)])
-                   .sort("shown_at", descending=True).unique(["_e", "experiment"], keep="first"))
-        out = ev.join(matched, on="_e", how="inner").sort("_e")
-        written = [(r["experiment"], r["arm"], r["model_version"], r["rec_id"], r["customer_id"], r["session_id"],
-                    r["subject"], r["item_id"], r["event"], float(r.get("quantity") or 1.0), r.get("price"),
-                    r.get("order_id"), r.get("ts"), at) for r in out.iter_rows(named=True)]
+        by_rec: dict[tuple[str, str], tuple[Any, ...]] = {}
+        by_subject: dict[tuple[str, str, str], tuple[Any, ...]] = {}  # newest wins: rows come oldest first
+        experiments: set[str] = set()
+        for row in rows:
+            rec_id, item, experiment, *_ = row
+            by_rec[(rec_id, item)] = row
+            by_subject[(experiment, row[5], item)] = row
+            experiments.add(experiment)
+        written = []
+        for e in ev:
+            item, rec = e["item_id"], e.get("recommendation_id")
+            for experiment in sorted(experiments):
+                hit = by_rec.get((rec, item)) if rec else None
+                if hit is None or hit[2] != experiment:
+                    found = [by_subject[k] for k in ((experiment, s, item) for s in _subjects(e)) if k in by_subject]
+                    hit = max(found, key=lambda r: r[6]) if found and not rec else None
+                if hit is None:
+                    continue
+                rec_id, _, _, arm, version, subject, _ = hit
+                written.append((experiment, arm, version, rec_id, e.get("customer_id"), e.get("session_id"), subject,
+                                item, e["event"], float(e.get("quantity") or 1.0), e.get("price"), e.get("order_id"),
+                                e.get("ts"), at))
         self._write("INSERT INTO exp_outcomes (experiment, arm, model_version, rec_id, customer_id, session_id, "
                     "subject, item_id, event, quantity, price, order_id, ts, received_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", written)

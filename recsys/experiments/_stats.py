@@ -110,10 +110,10 @@ def _check(alpha: float) -> None:
 
 
 def _enough(units: tuple[int, int], events: tuple[int, int], *, min_units: int,
-            min_events: int, what: str) -> str | None:
+            min_events: int, what: str, units_are: str = "customers") -> str | None:
     """Why the sample is too small to call, or None."""
     if min(units) < min_units:
-        return f"needs ≥ {min_units} customers per arm (has {units[0]} and {units[1]})"
+        return f"needs ≥ {min_units} {units_are} per arm (has {units[0]} and {units[1]})"
     if min(events) < min_events:
         return f"needs ≥ {min_events} {what} per arm (has {events[0]} and {events[1]})"
     return None
@@ -243,7 +243,8 @@ def compare_ratios(num_c: np.ndarray, den_c: np.ndarray, num_t: np.ndarray, den_
         et = int(np.asarray(den_t, dtype=np.float64).sum())
     else:
         ec, et = c.events, t.events
-    why = _enough((c.units, t.units), (ec, et), min_units=min_units, min_events=min_events, what=events_are)
+    why = _enough((c.units, t.units), (ec, et), min_units=min_units, min_events=min_events, what=events_are,
+                  units_are="customers with " + ("orders" if events_are == "orders" else "impressions"))
     test = METRIC_TESTS.get(metric, METRIC_TESTS["ctr"])
     if c.value is None or t.value is None or c.units < 2 or t.units < 2:
         return Comparison(metric, test, c, t, None, None, None, None, None, None, alpha, False, why or

@@ -63,14 +63,14 @@ def test_events_are_attributed_to_the_arm_that_showed_the_item(log: ExperimentLo
 
 
 def test_a_planted_lift_is_read_back_from_the_store_and_a_null_is_not(tmp_path: Path) -> None:
-    """5,000 simulated customers through the log (exposures, posted events, attribution, units, read-out):
+    """4,000 simulated customers through the log (exposures, posted events, attribution, units, read-out):
     the challenger's planted +40 % purchase rate is detected with the right sign; with no lift it is not."""
     def run(name: str, lift: float, seed: int) -> object:
         store = Store("sqlite:///:memory:")  # a real SQLite database, without 10k fsyncs
         log = ExperimentLog(store)
         log.register(name, kind="service", config={"primary_metric": "conversion"})
         rng = np.random.default_rng(seed)
-        ids = [f"C{i:05d}" for i in range(5000)]
+        ids = [f"C{i:05d}" for i in range(4000)]
         arms = assign_arms(ids, [("control", 0.5), ("challenger", 0.5)], salt=name)
         events = []
         for k, (cid, arm) in enumerate(zip(ids, arms, strict=True)):
