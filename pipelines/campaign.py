@@ -135,14 +135,24 @@ def audience_cmd(
     now: Annotated[datetime | None, typer.Option(formats=_DATE_FORMATS,
                                                  help="Reference time (default: the bundle's).")] = None,
     show: Annotated[int, typer.Option(help="Rows to print.")] = 10,
+    store: Annotated[str, typer.Option(help="Store URI: consent, suppression, erasures.")] = DEFAULT_STORE,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d",
+                                                help="Dataset name or YAML (default: the bundle's).")] = None,
+    data_path: Annotated[str | None, typer.Option(help="Override the dataset location.")] = None,
+    ignore_consent: Annotated[bool, typer.Option(
+        "--ignore-consent", help="Rank everyone (e.g. for on-site targeting): no consent, suppression or "
+                                 "erasure filter.")] = False,
 ) -> None:
-    """Customers most likely to buy from CATEGORY soon (affinity × complement graph × recency)."""
+    """Customers most likely to buy from CATEGORY soon (affinity × complement graph × recency), among
+    those who may be mailed (email consent, not suppressed, not erased) unless --ignore-consent."""
     from recsys.bundle import load_bundle
     from recsys.campaigns import category_propensity
 
     try:
         version, bundle = load_bundle(model)
-        ranked = category_propensity(bundle, category, n=n, now=now)
+        ranked = category_propensity(bundle, category, n=n if ignore_consent else None, now=now)
+        if not ignore_consent:
+            ranked = _reachable(ranked, bundle, n=n, store=store, dataset=dataset, data_path=data_path)
     except RecsysError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"top {ranked.height:,} customers for {category!r} from {version.tag}")
@@ -155,6 +165,21 @@ def audience_cmd(
     if out is not None:
         _write_atomic(ranked, out)
         typer.echo(f"wrote {ranked.height:,} customers → {out}")
+
+
+def _reachable(ranked: pl.DataFrame, bundle: object, *, n: int, store: str, dataset: str | None,
+               data_path: str | None) -> pl.DataFrame:
+    """``ranked`` without the customers the contact rules leave out (recsys.consent.keep_reachable), with
+    a line saying how many and why."""
+    from recsys.consent import keep_reachable
+
+    cfg = bundle.manifest.get("config", {})  # type: ignore[attr-defined]
+    location = data_path if (data_path or dataset) else cfg.get("data_path")
+    data, report, _ = load(dataset or cfg.get("dataset", "synthetic"), location, bool(cfg.get("lenient", False)))
+    echo_report(report)
+    kept, left = keep_reachable(ranked, data, _open_store(store, dry_run=True), n=n)
+    typer.echo("left out (may not be mailed): " + ", ".join(f"{k} {v:,}" for k, v in left.items()), err=True)
+    return kept
 
 
 def kpis_cmd(
