@@ -75,12 +75,13 @@ class SingleCandidates:
     gen_ranks: np.ndarray  # (n, gens) float32, NaN = not proposed
     n_gens: np.ndarray  # (n,) float32
     reason_gen: list[int]
+    reason: list[str | None]  # the reason generator's per-candidate reason (None: its class's)
     source_item: list[str | None]
     source_ts: list[int | None]  # µs since epoch
 
 
 def _rows_of_generator(gen: Any, cid: str, k: int, exclude_bought: bool) -> list[tuple[Any, ...]] | None:
-    """(item_id, score, rank, source_item_id, source_ts_us) rows of one generator, or None.
+    """(item_id, score, rank, source_item_id, source_ts_us, reason) rows of one generator, or None.
 
     Generators that explain themselves do it through ``explain_arrays`` here (the same computation as
     the ``recommend_with_sources`` frame the batch path reads); the others through ``recommend``.
@@ -92,16 +93,18 @@ def _rows_of_generator(gen: Any, cid: str, k: int, exclude_bought: bool) -> list
         if exclude_bought and "exclude_bought" not in _params(explain):
             return None  # a generator that cannot leave bought items out has nothing new to offer
         e = explain([cid], k, on_unknown="empty", **({"exclude_bought": True} if exclude_bought else {}))
+        why = getattr(e, "reason", None)  # per-entry reasons (TIFU-KNN), else the class's
+        reasons = why.tolist() if why is not None else [None] * len(e.item_id)
         return [
-            (i, s, int(r), si, int(t))
-            for i, s, r, si, t in zip(e.item_id.tolist(), e.score, e.rank.tolist(), e.source_item_id.tolist(),
-                                      e.source_us.tolist(), strict=True)
+            (i, s, int(r), si, int(t) if t != _NAT else None, why)
+            for i, s, r, si, t, why in zip(e.item_id.tolist(), e.score, e.rank.tolist(), e.source_item_id.tolist(),
+                                           e.source_us.tolist(), reasons, strict=True)
             if np.isfinite(s)
         ]
     ids, scores = gen.recommend(np.array([cid], dtype=object), k, on_unknown="empty", exclude_bought=exclude_bought)
     s32 = np.asarray(scores[0], dtype=np.float32)
     return [
-        (str(i), s, r + 1, None, None)
+        (str(i), s, r + 1, None, None, None)
         for r, (i, s) in enumerate(zip(ids[0], s32, strict=True))
         if i != PAD_ID and np.isfinite(s)
     ]
@@ -110,7 +113,7 @@ def _rows_of_generator(gen: Any, cid: str, k: int, exclude_bought: bool) -> list
 def single_candidates(hybrid: HybridRecommender, cid: str, *, exclude_bought: bool = False) -> SingleCandidates:
     """Union of every generator's candidates for one customer, one entry per item (as ``widen``)."""
     names = list(hybrid.generators)
-    per_item: dict[str, list[tuple[int, int, Any, Any]]] = {}
+    per_item: dict[str, list[tuple[int, int, Any, Any, Any]]] = {}
     score: dict[tuple[str, int], float] = {}
     rank: dict[tuple[str, int], int] = {}
     counts = hybrid.new_candidates if exclude_bought else hybrid.candidates
@@ -119,8 +122,8 @@ def single_candidates(hybrid: HybridRecommender, cid: str, *, exclude_bought: bo
         if k <= 0:
             continue
         rows = _rows_of_generator(hybrid.generators[name], cid, k, exclude_bought)
-        for item, s, r, src, ts in rows or ():
-            per_item.setdefault(item, []).append((r, g, src, ts))
+        for item, s, r, src, ts, why in rows or ():
+            per_item.setdefault(item, []).append((r, g, src, ts, why))
             key = (item, g)
             if key not in score or s > score[key]:
                 score[key] = float(s)
@@ -135,14 +138,15 @@ def single_candidates(hybrid: HybridRecommender, cid: str, *, exclude_bought: bo
         gen_scores[pos[item], g] = s
     for (item, g), r in rank.items():
         gen_ranks[pos[item], g] = r
-    reason_gen, src_items, src_ts, n_gens = [], [], [], np.zeros(n, dtype=np.float32)
+    reason_gen, reason, src_items, src_ts, n_gens = [], [], [], [], np.zeros(n, dtype=np.float32)
     for j, item in enumerate(items):
         entries = sorted(per_item[item], key=lambda e: (e[0], e[1]))
         reason_gen.append(entries[0][1])
+        reason.append(entries[0][4])
         src_items.append(next((e[2] for e in entries if e[2] is not None), None))
         src_ts.append(next((e[3] for e in entries if e[3] is not None), None))
         n_gens[j] = len({e[1] for e in entries})
-    return SingleCandidates(items, gen_scores, gen_ranks, n_gens, reason_gen, src_items, src_ts)
+    return SingleCandidates(items, gen_scores, gen_ranks, n_gens, reason_gen, reason, src_items, src_ts)
 
 
 def single_features(
@@ -258,12 +262,14 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
     history = hybrid.history.of(cid)
     X = single_features(cand, history, lookup, now)
     items, reason_gen, src_item, src_ts = cand.items, cand.reason_gen, cand.source_item, cand.source_ts
+    own_reason = cand.reason
     if new_only and len(items):
         keep = X[:, hybrid.features.index("ci_count")] == 0
         idx = np.flatnonzero(keep)
         X = X[idx]
         items = [items[j] for j in idx]
         reason_gen = [reason_gen[j] for j in idx]
+        own_reason = [own_reason[j] for j in idx]
         src_item = [src_item[j] for j in idx]
         src_ts = [src_ts[j] for j in idx]
     ranker = hybrid.ranker_new if new_only and hybrid.ranker_new is not None else hybrid.ranker
@@ -274,7 +280,7 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
     s32 = np.asarray(scores, dtype=np.float32)
     order = sorted(range(len(items)), key=lambda j: (-s32[j], items[j]))
     names = list(hybrid.generators)
-    reasons = [hybrid.reasons.get(names[reason_gen[j]], "popular") for j in order]
+    reasons = [own_reason[j] or hybrid.reasons.get(names[reason_gen[j]], "popular") for j in order]
     sourced = [r in SOURCED_REASONS for r in reasons]  # as ``widen``: shop-wide reasons carry no source
     return pl.DataFrame(
         {
