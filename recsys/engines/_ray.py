@@ -294,7 +294,7 @@ def run_blocks(blocks: Sequence[pl.DataFrame], worker: type[BlockWorker], *, wor
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         for key, part in frame.group_by(BLOCK, maintain_order=True):
-            k = int(key[0])  # type: ignore[call-overload]
+            k = int(key[0])
             if k != current:
                 if k in done or k < current:
                     raise EngineError(f"block {k} came back twice; refusing to write duplicate rows")

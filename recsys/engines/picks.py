@@ -109,7 +109,7 @@ def recommend_ray(
             for k, frame in run_blocks(blocks, worker, workers=cluster.workers, ctor_kwargs={
                     "source": source, "n": n, "new_only": new_only, "batch": batch, "now": now}):
                 if k != current:
-                    writer = _close(writer)
+                    _close(writer)
                     writer, current = _open(tmp / f"part-{k:05d}.parquet", frame), k
                     parts += 1
                 writer.write_table(frame.select(OUTPUT_COLUMNS).to_arrow())
