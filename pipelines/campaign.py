@@ -182,6 +182,19 @@ def _reachable(ranked: pl.DataFrame, bundle: object, *, n: int, store: str, data
     return kept
 
 
+def _echo_feedback(store: Store, since: datetime | None) -> None:
+    """"Not interested" dismissals per source (recsys.feedback), when there are any."""
+    from recsys.feedback import feedback_counts
+
+    counts = feedback_counts(store, since=since)
+    if counts.height == 0:
+        return
+    typer.echo(f"not interested: {int(counts['events'].sum()):,} dismissals ({int(counts['items'].sum()):,} items, "
+               f"{int(counts['categories'].sum()):,} categories)")
+    for r in counts.iter_rows(named=True):
+        typer.echo(f"  {str(r['source'] or '(no source)')[:40]:<40} {r['events']:>6,} by {r['customers']:,} customers")
+
+
 def kpis_cmd(
     store: Annotated[str, typer.Option(help="Store URI holding events and the send log.")] = DEFAULT_STORE,
     since: Annotated[datetime | None, typer.Option(formats=_DATE_FORMATS,
@@ -196,9 +209,11 @@ def kpis_cmd(
     from recsys.store import Store
 
     try:
-        table = campaign_kpis(Store(store), since=since, window_days=window_days)
+        st = Store(store)
+        table = campaign_kpis(st, since=since, window_days=window_days)
     except RecsysError as exc:
         raise fail(str(exc)) from None
+    _echo_feedback(st, since)
     if table.height == 0:
         typer.echo("no sends or attributed events in the store yet")
         return
@@ -210,7 +225,7 @@ def kpis_cmd(
         return "-" if v is None else format(v, fmt)
 
     typer.echo(f"{'kind':<8} {'source':<28} {'model':<34} {'recip.':>7} {'ctrl':>5} {'CTR':>7} {'conv.':>7} "
-               f"{'rev/recip':>10} {'AOV':>9} {'treated':>8} {'control':>8} {'uplift':>8}")
+               f"{'rev/recip':>10} {'AOV':>9} {'treated':>8} {'control':>8} {'uplift':>8} {'not int.':>8}")
     for r in table.iter_rows(named=True):
         uplift = "-" if r["uplift"] is None else f"{100 * r['uplift']:+.1f}pp"
         typer.echo(
@@ -218,7 +233,7 @@ def kpis_cmd(
             f"{num(r['recipients'], ',d'):>7} {num(r['controls'], ',d'):>5} {pct(r['ctr']):>7} "
             f"{pct(r['conversion']):>7} {num(r['revenue_per_recipient']):>10} {num(r['aov']):>9} "
             f"{pct(r['treated_purchase_rate']):>8} {pct(r['control_purchase_rate']):>8} "
-            f"{uplift:>8}"
+            f"{uplift:>8} {num(r['not_interested'], ',d'):>8}"
         )
     if out is not None:
         _write_atomic(table, out)

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from recsys.bundle import Bundle
+from recsys.feedback import NotInterested
 from recsys.models.base import PAD_ID
 from recsys.ranking._candidates import SOURCED_REASONS
 from recsys.rules import PlacementRules, RuleSet
@@ -41,11 +42,12 @@ class Filters:
     exclude_item_ids: tuple[str, ...] = ()
     price_min: float | None = None
     price_max: float | None = None
+    exclude_categories: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
         return bool(self.categories or self.exclude_item_ids or self.price_min is not None
-                    or self.price_max is not None)
+                    or self.price_max is not None or self.exclude_categories)
 
 
 @dataclass
@@ -92,7 +94,7 @@ class OnlineRecommender:
         ids, scores = self.hybrid.popularity.popular(500)
         keep = ids != PAD_ID
         self.popular_frame = pl.DataFrame({"item_id": ids[keep].astype(str), "score": scores[keep].astype(np.float64)})
-        unknown = set(placements) - set(PLACEMENTS)
+        unknown = {p for p in set(placements) - set(PLACEMENTS) if not p.startswith("email_")}  # email_*: campaigns
         if unknown:
             log.warning("placements %s are not served (known: %s)", sorted(unknown), PLACEMENTS)
         self.rules = RuleSet.for_placements(
@@ -109,6 +111,7 @@ class OnlineRecommender:
         first = self.hybrid.history.frame["ts"].min()
         self.data_start: datetime = first if isinstance(first, datetime) else self.clock
         self.carts: dict[str, list[str]] = {}
+        self.not_interested = NotInterested()  # customers' dismissals (recsys.feedback), folded by serving/
         self.cache = _Cache()
         #: Ranked candidates per known customer, computed in batch (cheap per customer) when a version
         #: is loaded; a customer's entry is dropped when their events arrive, so they take the live path.
@@ -166,6 +169,7 @@ class OnlineRecommender:
         cached answer is then ~2 µs instead of ~90 µs of object building).  Events invalidate both.
         """
         with self.lock:
+            filters = self.not_interested.filters(customer_id, filters, now or self.clock)
             cart = tuple(self.carts.get(customer_id, ())) if customer_id else ()
             context = tuple(dict.fromkeys([*context_item_ids, *cart]))
             key = (customer_id, placement, n, context, filters)
@@ -268,6 +272,7 @@ class OnlineRecommender:
         keep = [
             (not f.categories or self.item_category.get(i) in f.categories)
             and i not in f.exclude_item_ids
+            and (not f.exclude_categories or self.item_category.get(i) not in f.exclude_categories)
             and _in_band(self.item_price.get(i), f.price_min, f.price_max)
             for i in ids
         ]
@@ -374,6 +379,7 @@ class OnlineRecommender:
                     gen.forget(customer_ids)
                 except NotImplementedError:
                     continue
+            self.not_interested.forget(customer_ids)
             for cid in customer_ids:
                 self.carts.pop(cid, None)
                 self.cache.drop_customer(cid)

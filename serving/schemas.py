@@ -103,8 +103,10 @@ class PopularRequest(_Strict):
 
 class Event(_Strict):
     customer_id: Id
-    item_id: Id
-    event: Literal["purchase", "cart", "view", "click", "impression"] = "purchase"
+    item_id: Id | None = Field(None, description="Required, except for a not_interested event about a category.")
+    event: Literal["purchase", "cart", "view", "click", "impression", "not_interested"] = "purchase"
+    category: Annotated[Text, Field(min_length=1, max_length=100)] | None = Field(None, description=(
+        "not_interested only: the customer dismisses this whole category (then no item_id)."))
     ts: datetime | None = Field(None, description=(
         "When it happened (default: the service clock). Must lie between the first purchase of the served "
         "model's data (less the backfill policy) and now plus a small clock skew (5 minutes by default): "
@@ -117,6 +119,17 @@ class Event(_Strict):
     session_id: Id | None = Field(None, description="The visitor's session id (experiments: anonymous visitors).")
     recommendation_id: Id | None = Field(None, description=(
         "The recommendation_id of the answer that showed this item (experiments: exact attribution)."))
+
+    @model_validator(mode="after")
+    def _item_or_category(self) -> Event:
+        if self.category is not None and self.event != "not_interested":
+            raise ValueError("category is only for not_interested events")
+        if self.category is not None and self.item_id is not None:
+            raise ValueError("not_interested names an item_id or a category, not both")
+        if self.item_id is None and self.category is None:
+            raise ValueError("item_id is required" + (" (or category, for not_interested)"
+                                                      if self.event == "not_interested" else ""))
+        return self
 
     @field_validator("ts")
     @classmethod

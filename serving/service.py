@@ -30,6 +30,7 @@ from starlette.routing import Route
 from recsys.online import Filters as OnlineFilters
 from recsys.online import OnlineRecommender
 from serving._bentoml_fix import patch_timeout_middleware
+from serving.consent import CONSENT_ROUTES, consent_routes
 from serving.demo import demo_routes
 from serving.errors import Detail, error_response, log_refusal
 from serving.guard import ApiRoute, RequestGuard
@@ -111,6 +112,7 @@ ROUTES: dict[str, tuple[ApiRoute, type[BaseModel], str, str]] = {
     "/admin/reload": (ApiRoute(ReloadRequest, "admin"), ReloadResponse, "reload",
                       "Load the promoted (or configured) model version now instead of at the next poll."),
 }
+ROUTES.update(CONSENT_ROUTES)  # POST /consent, /unsubscribe (serving/consent.py)
 _env_settings: Settings | None = None
 
 
@@ -167,6 +169,7 @@ async def _status(request: Request) -> JSONResponse:
 
 extra = Starlette(routes=[Route("/status", _status, methods=["GET"]), *docs_routes()])
 extra.routes.extend(demo_routes(lambda: _state))  # /demo storefront page: off unless RECSYS_DEMO=1
+extra.routes.extend(consent_routes(lambda: _state))  # POST /consent, /unsubscribe (admin key)
 
 
 def _reason_text(reason: str, source: str | None, when: datetime | None, names: dict[str, Any]) -> str | None:
@@ -315,9 +318,10 @@ class CrossSell:
                 r["ts"] = online.clock
         frame = pl.DataFrame(rows, schema={
             "customer_id": pl.String, "item_id": pl.String, "event": pl.String, "ts": pl.Datetime("us"),
-            "quantity": pl.Float32, "price": pl.Float64, "order_id": pl.String, "source": pl.String})
+            "quantity": pl.Float32, "price": pl.Float64, "order_id": pl.String, "source": pl.String,
+            "category": pl.String})
         stored = self.state.ingest(frame, online=online)
-        known = [online.knows_item(e.item_id) for e in req.events]
+        known = [e.item_id is None or online.knows_item(e.item_id) for e in req.events]  # None: a category
         kinds = [e.event for e, k in zip(req.events, known, strict=True) if k]
         return EventsResponse(model_version=online.version, stored=stored, purchases=kinds.count("purchase"),
                               carts=kinds.count("cart"), unknown_items=known.count(False))

@@ -14,7 +14,7 @@ from typing import Literal
 __all__ = ["Settings", "EVENT_TYPES", "PROJECT_ROOT"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-EVENT_TYPES = ("purchase", "cart", "view", "click", "impression")
+EVENT_TYPES = ("purchase", "cart", "view", "click", "impression", "not_interested")
 UnknownItems = Literal["reject", "accept"]
 
 
@@ -57,6 +57,8 @@ class Settings:
     sync_seconds: float = 0.25
     #: Optional Redis URL: a pub/sub nudge so other workers read new events at once, not at the next poll.
     redis_url: str | None = None
+    #: Days a customer's "not interested" (an item or a category) keeps it out of their widgets.
+    not_interested_days: float = 90.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -85,6 +87,7 @@ class Settings:
             unknown_items=unknown,  # type: ignore[arg-type]
             sync_seconds=float(env.get("RECSYS_SYNC_SECONDS", cls.sync_seconds)),
             redis_url=env.get("RECSYS_REDIS_URL") or None,
+            not_interested_days=float(env.get("RECSYS_NOT_INTERESTED_DAYS", cls.not_interested_days)),
         )
 
 

@@ -29,6 +29,7 @@ import polars as pl
 
 from recsys.bundle import Bundle
 from recsys.exceptions import RecsysError
+from recsys.feedback import fold_feedback, load_feedback
 from recsys.online import OnlineRecommender
 from recsys.registry import Registry
 from recsys.rules import load_placements
@@ -98,7 +99,10 @@ class ServingState:
             if e.ts is not None and not lo <= e.ts <= hi:
                 out.append(detail(["body", "events", i, "ts"], f"must lie {span} (the model's data start, "
                                   f"now plus {s.clock_skew_seconds:g}s of clock skew)", "ts_out_of_range"))
-            if s.unknown_items == "reject" and not online.knows_item(e.item_id):
+            if getattr(e, "category", None) is not None and e.category not in set(online.item_category.values()):
+                out.append(detail(["body", "events", i, "category"], f"category {e.category} is not in the "
+                                  f"catalogue of {online.version}", "unknown_category"))
+            if e.item_id is not None and s.unknown_items == "reject" and not online.knows_item(e.item_id):
                 out.append(detail(["body", "events", i, "item_id"], f"item {e.item_id} is not in the catalogue "
                                   f"of {online.version}", "unknown_item"))
         return out
@@ -106,6 +110,7 @@ class ServingState:
     def ingest(self, events: pl.DataFrame, *, online: OnlineRecommender) -> int:
         """Store events (one batch of the log), fold in everything up to them, nudge the other workers.
         Unknown items are flagged (``flags = 'unknown_item'``) and never folded in."""
+        events = events.with_columns(pl.col("item_id").fill_null(""))  # '': a category's not_interested
         flags = [None if online.knows_item(i) else "unknown_item" for i in events["item_id"].to_list()]
         events = events.with_columns(pl.Series("flags", flags, dtype=pl.String))
         with self._swap_lock:
@@ -122,6 +127,7 @@ class ServingState:
 
     def _fold(self, online: OnlineRecommender, rows: pl.DataFrame) -> None:
         """Fold log rows in, one stored batch at a time, in log order (what every worker does)."""
+        fold_feedback(online, rows)  # dismissals hold whatever the model's reference time (recsys.feedback)
         rows = self._foldable(rows, online)
         if rows.height == 0:
             return
@@ -188,6 +194,7 @@ class ServingState:
             bundle = Bundle.load(self.registry.get(tag).path)
             fresh = OnlineRecommender(bundle, self.placements, version=tag)
             ready = fresh.precompute(max_customers=self.settings.precompute_max)
+            load_feedback(fresh, self.store, days=self.settings.not_interested_days)
         except Exception as exc:  # noqa: BLE001 - a bad bundle must never take the service down
             self.last_error = f"cannot load {tag}: {exc}"
             log.error("model %s not loaded, %s: %s", tag, "keeping " + current if current else "not ready", exc)

@@ -10,7 +10,7 @@ Definitions, per ``(campaign, model_version)`` — one *exposure* is one custome
 
 * ``recipients`` / ``controls`` — treated / control exposures in the send log;
 * ``impressions``, ``clicks`` — events with that ``source`` after the customer's send;
-  ``ctr = clicks / impressions``;
+  ``ctr = clicks / impressions``; ``not_interested`` — dismissals (``recsys.feedback``) with that source;
 * attributed purchases — purchase events with that ``source`` within ``window_days`` after the send;
   ``conversion`` = exposures with one ÷ ``recipients``; ``revenue`` = Σ price × quantity;
   ``revenue_per_recipient``; ``aov`` = revenue ÷ orders (distinct ``order_id``, or customer + time);
@@ -34,7 +34,7 @@ __all__ = ["campaign_kpis", "KPI_COLUMNS"]
 
 KPI_COLUMNS: tuple[str, ...] = (
     "kind", "source", "model_version", "runs", "recipients", "controls", "impressions", "clicks", "ctr",
-    "converted", "conversion", "orders", "revenue", "revenue_per_recipient", "aov",
+    "not_interested", "converted", "conversion", "orders", "revenue", "revenue_per_recipient", "aov",
     "treated_purchase_rate", "control_purchase_rate", "uplift", "uplift_relative",
 )
 
@@ -87,9 +87,10 @@ def campaign_kpis(
     attributed = by_source.join_asof(right, left_on="ts", right_on="sent_at", by=["campaign", "customer_id"],
                                      strategy="backward", check_sortedness=False)
     attributed = attributed.filter(pl.col("exposure").is_not_null())
-    views = attributed.filter(pl.col("event").is_in(["impression", "click"])).group_by(key).agg(
+    views = attributed.filter(pl.col("event").is_in(["impression", "click", "not_interested"])).group_by(key).agg(
         (pl.col("event") == "impression").sum().alias("impressions"),
         (pl.col("event") == "click").sum().alias("clicks"),
+        (pl.col("event") == "not_interested").sum().alias("not_interested"),
     )
     bought = attributed.filter((pl.col("event") == "purchase") & (pl.col("ts") <= pl.col("sent_at") + window))
     sales = bought.group_by(key).agg(
@@ -118,7 +119,7 @@ def campaign_kpis(
     )
     campaigns = (
         groups.join(views, on=key, how="left").join(sales, on=key, how="left")
-        .with_columns(pl.col("impressions", "clicks", "converted", "orders").fill_null(0),
+        .with_columns(pl.col("impressions", "clicks", "not_interested", "converted", "orders").fill_null(0),
                       pl.col("revenue").fill_null(0.0))
         .with_columns(
             pl.lit("campaign").alias("kind"),
@@ -144,6 +145,7 @@ def campaign_kpis(
         widget_events.group_by("source", "model_version").agg(
             (pl.col("event") == "impression").sum().alias("impressions"),
             (pl.col("event") == "click").sum().alias("clicks"),
+            (pl.col("event") == "not_interested").sum().alias("not_interested"),
             pl.col("customer_id").filter(pl.col("event") == "purchase").n_unique().alias("converted"),
             pl.col("order").filter(pl.col("event") == "purchase").n_unique().alias("orders"),
             pl.col("revenue").filter(pl.col("event") == "purchase").sum().alias("revenue"),
@@ -161,7 +163,7 @@ def campaign_kpis(
     return out.select(
         *(pl.col(c).cast(pl.String) for c in ("kind", "source", "model_version")),
         *(pl.col(c).cast(pl.Int64) for c in ("runs", "recipients", "controls", "impressions", "clicks")),
-        pl.col("ctr").cast(pl.Float64),
+        pl.col("ctr").cast(pl.Float64), pl.col("not_interested").cast(pl.Int64),
         pl.col("converted").cast(pl.Int64), pl.col("conversion").cast(pl.Float64),
         pl.col("orders").cast(pl.Int64),
         *(pl.col(c).cast(pl.Float64) for c in ("revenue", "revenue_per_recipient", "aov",

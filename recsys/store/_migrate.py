@@ -21,6 +21,7 @@ edit it, and ``recsys/store/_schema.py``).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 __all__ = ["HEAD", "MIGRATIONS", "alembic_config", "current_revision", "script_head", "sqlalchemy_url", "upgrade"]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 #: Serialises upgrades on PostgreSQL (same key as the event-log insert lock: an upgrade waits for
@@ -104,6 +107,9 @@ def upgrade(uri: str, kind: str, *, revision: str = "head", shared: Any | None =
         now_at = current_revision(conn, kind)
         if now_at == HEAD:
             return HEAD, HEAD
+    quiet = logging.getLogger("alembic")  # its per-step INFO lines: ours below says what happened
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
@@ -121,6 +127,9 @@ def upgrade(uri: str, kind: str, *, revision: str = "head", shared: Any | None =
     finally:
         if shared is None:
             engine.dispose()
+    if before != after:
+        log.info("store %s upgraded from %s to %s", "in memory" if shared is not None else "database",
+                 before or "before migrations", after)
     return before, after or ""
 
 
