@@ -150,7 +150,7 @@ def _as_text(column: pl.Series) -> list[str | None]:
 def _timestamps(column: pl.Series) -> tuple[list[datetime | None], list[bool]]:
     """Naive-UTC times and a parse-failure flag per value (null values count as failures)."""
     if isinstance(column.dtype, pl.Datetime):
-        if column.dtype.time_zone is not None:  # type: ignore[union-attr]
+        if column.dtype.time_zone is not None:
             column = column.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         values = column.cast(pl.Datetime("us")).to_list()
         return values, [v is None for v in values]
@@ -284,5 +284,5 @@ def keep_reachable(ranked: pl.DataFrame, data: Any, store: Store | None, *,
     if n is not None:
         kept = kept.head(n)
     if "rank" in kept.columns:
-        kept = kept.with_columns(pl.int_range(1, pl.len() + 1, dtype=kept["rank"].dtype).alias("rank"))
+        kept = kept.with_columns(pl.int_range(1, pl.len() + 1).cast(kept["rank"].dtype).alias("rank"))
     return kept, counts

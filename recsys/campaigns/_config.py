@@ -47,20 +47,23 @@ __all__ = [
 ValueSegment = Literal["most_valuable", "potential", "low_value"]
 Lifecycle = Literal["new", "one_time", "repeat", "loyal", "at_risk", "lapsed"]
 ChurnBand = Literal["low", "medium", "high"]
-StrategyKind = Literal["complements", "replenishment", "upsell", "new_in_category", "welcome", "winback"]
+StrategyKind = Literal["complements", "replenishment", "upsell", "new_in_category", "welcome", "winback",
+                       "abandoned_cart"]
 STRATEGY_KINDS: tuple[str, ...] = get_args(StrategyKind)
 
 #: Strategy options and the strategies that read them (setting one for another strategy is an error).
 _OPTION_USERS: dict[str, tuple[str, ...]] = {
     "source_categories": ("complements",),
-    "top_complements": ("complements",),
+    "top_complements": ("complements", "abandoned_cart"),
     "bought_with": ("complements",),
     "lookback_days": ("complements", "upsell"),
     "price_ratio": ("upsell",),
     "new_within_days": ("new_in_category",),
     "top_categories": ("new_in_category",),
     "due_ratio": ("replenishment",),
-    "per_category": ("complements", "upsell", "new_in_category", "welcome"),
+    "per_category": ("complements", "upsell", "new_in_category", "welcome", "abandoned_cart"),
+    "cart_age_hours": ("abandoned_cart",),
+    "cart_max_age_days": ("abandoned_cart",),
 }
 
 
@@ -118,6 +121,8 @@ class Strategy(_Strict):
       ``top_categories`` favourite categories.
     * ``welcome`` — bestsellers of the category of the customer's first purchase.
     * ``winback`` — the customer's personal hybrid ranking, items new to them only.
+    * ``abandoned_cart`` — customers whose cart (store events) holds items not bought since, the newest
+      at least ``cart_age_hours`` old: those items first, then their complements (``_abandoned``).
     """
 
     kind: StrategyKind
@@ -141,6 +146,10 @@ class Strategy(_Strict):
     due_ratio: tuple[float, float] = (0.8, 2.5)
     #: Bestsellers considered per target category.
     per_category: int = Field(10, ge=1, le=500)
+    #: abandoned_cart: the cart's newest open item went in at least this many hours before ``now``.
+    cart_age_hours: float = Field(4.0, ge=0)
+    #: abandoned_cart: cart events older than this many days are forgotten.
+    cart_max_age_days: float = Field(7.0, gt=0)
 
     @model_validator(mode="after")
     def _options_fit_kind(self) -> Strategy:
@@ -240,6 +249,9 @@ class Campaign(_Strict):
     frequency_cap: FrequencyCap | None = Field(default_factory=lambda: FrequencyCap(max_emails=2, per_days=7))
     #: Never re-send an item sent to the same customer within this many days (null: off).
     resend_window_days: int | None = Field(30, ge=1)
+    #: A customer's "not interested" (an item, or a category) keeps it out of their picks this many days
+    #: (null: for ever; recsys.feedback).
+    not_interested_days: float | None = Field(90.0, gt=0)
     #: Split the audience into arms by strategy or model (plus the holdout): ``recsys.campaigns._arms``.
     experiment: CampaignExperiment | None = None
 

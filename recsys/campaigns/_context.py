@@ -104,6 +104,8 @@ class PickContext:
         self._all_purchases = self.purchases is coded
         self._new_items: dict[int, pl.DataFrame] = {}
         self.folded_in = 0
+        #: The run's abandoned carts (``_abandoned.carts_for``; ``None``: not an abandoned-cart run).
+        self.carts: pl.DataFrame | None = None
 
     # ---------------------------------------------------------------- lookups
     def batches(self, customer_ids: Sequence[str],

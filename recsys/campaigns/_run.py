@@ -43,6 +43,7 @@ import polars as pl
 
 from recsys._io import atomic_write, atomic_write_text
 from recsys.bundle import Bundle
+from recsys.campaigns._abandoned import carts_for
 from recsys.campaigns._audience import build_audience
 from recsys.campaigns._batches import pick
 from recsys.campaigns._config import Campaign
@@ -53,6 +54,7 @@ from recsys.campaigns._pressure import exclusions
 from recsys.campaigns._summary import build_summary, summary_path
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
+from recsys.feedback import with_dismissed
 from recsys.rules import Block, PlacementRules, as_naive_utc
 from recsys.store import Store
 
@@ -269,12 +271,16 @@ def plan_campaign(
 
     t0 = time.perf_counter()
     audience = build_audience(campaign, data, now=now, segments=segments)["customer_id"].to_list()
+    carts = carts_for(campaign, data, store, now)  # abandoned_cart: only customers with one
+    if carts is not None:
+        audience = sorted(set(audience) & set(carts["customer_id"].to_list()))
     ids = [c for c, keep in zip(audience, shard_mask(audience, shard_t)) if keep]
     timings["audience"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     reason, recent_sent = exclusions(ids, data, store, campaign, run_id, clock)
     eligible = [c for c, r in zip(ids, reason) if r == ""]
+    recent_sent, dismissed = with_dismissed(recent_sent, store, eligible, data, now, campaign.not_interested_days)
     timings["consent_and_pressure"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -282,6 +288,7 @@ def plan_campaign(
     timings["index"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     ctx = PickContext(bundle, data, now=now, rules=rules, exclude=campaign.exclude, index=index)
+    ctx.carts = carts
     ruleset = index.ruleset(rules)
     timings["prepare"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -296,6 +303,7 @@ def plan_campaign(
                             picks=picks, controls=controls, ctx=ctx, resend_removed=resend_removed,
                             timings=timings, seconds=seconds)
     summary["workers"] = workers
+    summary["not_interested_pairs"] = dismissed
     log.info("campaign %s run %s: audience %d, recipients %d, left out %s (%.2fs)", campaign.name, run_id,
              len(ids), summary["recipients"], summary["excluded"], seconds)
     return CampaignRun(campaign, run_id, model_version, now, picks, controls, excluded, summary)

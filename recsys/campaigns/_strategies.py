@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
+from recsys.campaigns._abandoned import abandoned_cart_candidates
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._context import CANDIDATE_SCHEMA, PickContext, positions
 
@@ -60,7 +61,8 @@ CHECKED_STRATEGIES: frozenset[str] = frozenset({"complements"})
 #: Strategies whose batches may run in threads at once: they read the bundle's item tables and the batch's
 #: purchases only.  ``replenishment`` and ``winback`` ask the bundle's models per customer (and fold
 #: events into them first), which is not promised to be thread-safe: they run one batch at a time.
-PARALLEL_STRATEGIES: frozenset[str] = frozenset({"complements", "upsell", "new_in_category", "welcome"})
+PARALLEL_STRATEGIES: frozenset[str] = frozenset({"complements", "upsell", "new_in_category", "welcome",
+                                                  "abandoned_cart"})
 
 #: (candidates, replenish_due or None)
 _Result = tuple[pl.DataFrame, pl.DataFrame | None]
@@ -331,6 +333,7 @@ STRATEGIES: dict[str, StrategyFn] = {
     "new_in_category": _new_in_category,
     "welcome": _welcome,
     "winback": _winback,
+    "abandoned_cart": abandoned_cart_candidates,  # recsys.campaigns._abandoned
 }
 
 
