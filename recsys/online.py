@@ -350,12 +350,11 @@ class OnlineRecommender:
                 self.cache.drop_customer(cid)
                 if ev == "purchase":
                     self.precomputed.pop(cid, None)
-            if purchases.height:
-                known_items = purchases.filter(pl.col("item_id").is_in(list(self.item_category)))
+            if purchases.height:  # every event left is of a catalogue item (filtered above)
                 self.hybrid.history.append(purchases)
                 for name, gen in self.hybrid.generators.items():
                     try:
-                        gen.partial_fit(known_items)
+                        gen.partial_fit(purchases)
                     except NotImplementedError:
                         continue
                     except Exception:  # noqa: BLE001 - one generator's fold-in failure must not drop the event

@@ -40,8 +40,14 @@ def occasions(c: np.ndarray, g: np.ndarray, n_groups: int, ts: np.ndarray) -> pl
     return frame.group_by("key", "day").agg(pl.col("ts").max()).sort("key", "ts").select("key", "ts")
 
 
-def per_pair(occ: pl.DataFrame, reference_us: int, half_life_days: float | None) -> dict[str, np.ndarray]:
-    """Reduce occasions to one row per (customer, group): count, first, last, decayed count, gap stats."""
+def per_pair(
+    occ: pl.DataFrame, reference_us: int, half_life_days: float | None, *, future_weighs_more: bool = False
+) -> dict[str, np.ndarray]:
+    """Reduce occasions to one row per (customer, group): count, first, last, decayed count, gap stats.
+
+    Occasions after ``reference_us`` weigh 1, or with ``future_weighs_more`` 2^(days after / half-life):
+    fold-in keeps weights relative to the fit's reference time instead of re-decaying every pair.
+    """
     key = occ["key"].to_numpy().astype(np.int64)
     ts = occ["ts"].to_numpy().astype(np.int64)
     starts = _group_starts(key)
@@ -51,7 +57,9 @@ def per_pair(occ: pl.DataFrame, reference_us: int, half_life_days: float | None)
     ends = np.r_[starts[1:], len(key)]
     n = (ends - starts).astype(np.int64)
     sec = ts / 1e6
-    age = np.clip((reference_us - ts) / _US_PER_DAY, 0, None)
+    age = (reference_us - ts) / _US_PER_DAY
+    if not future_weighs_more:
+        age = np.clip(age, 0, None)
     decay = np.ones(len(ts)) if half_life_days is None else np.power(0.5, age / half_life_days)
     gaps = np.diff(sec, prepend=sec[0]) / _DAY
     gaps[starts] = 0.0

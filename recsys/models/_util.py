@@ -122,19 +122,11 @@ def sorted_ids(*columns: pl.Series) -> IdMap:
 
 
 def index_of(values: pl.Series, ids: IdMap) -> np.ndarray:
-    """Vectorised ``IdMap.index`` through a join (the dict lookup is a Python loop)."""
+    """Vectorised ``IdMap.index`` (a join on the map's cached table; dictionary lookups when short,
+    so a fold-in of one event does not build a table of every customer id)."""
     if values.len() == 0:
         return np.zeros(0, dtype=np.int64)
-    lookup = pl.DataFrame(
-        {
-            "key": pl.Series(ids.ids.astype(str).tolist(), dtype=pl.String),
-            "idx": np.arange(len(ids), dtype=np.int64),
-        }
-    )
-    joined = pl.DataFrame({"key": values.cast(pl.String)}).join(
-        lookup, on="key", how="left", maintain_order="left"
-    )
-    return joined["idx"].fill_null(-1).to_numpy().astype(np.int64)
+    return ids.index_series(values)
 
 
 def resolve_rows(
@@ -182,6 +174,13 @@ def encode(purchases: pl.DataFrame, customers: IdMap, items: IdMap, item_group: 
             }
         )
 
+    if purchases.height < 5000:  # fold-in: dictionary lookups, not a frame of every customer id
+        c = customers.index(purchases["customer_id"].cast(pl.String).to_list())
+        i = items.index(purchases["item_id"].cast(pl.String).to_list())
+        t = purchases["ts"].cast(pl.Datetime("us")).dt.epoch("us").to_numpy()
+        ok = (c >= 0) & (i >= 0)
+        return pl.DataFrame({"c": c[ok], "i": i[ok], "t": t[ok].astype(np.int64),
+                             "g": np.asarray(item_group, dtype=np.int64)[i[ok]]})
     frame = (
         purchases.select("customer_id", "item_id", t=pl.col("ts").cast(pl.Datetime("us")).dt.epoch("us"))
         .join(lookup(customers, "customer_id", "c"), on="customer_id", how="inner")

@@ -109,7 +109,7 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(scores, idx, axis=1)
 
 
-def interaction_matrix(
+def purchase_entries(
     purchases: pl.DataFrame,
     customers: IdMap,
     items: IdMap,
@@ -117,10 +117,11 @@ def interaction_matrix(
     weight: Literal["binary", "count", "quantity"] = "count",
     half_life_days: float | None = None,
     reference_time: datetime | None = None,
-) -> sp.csr_matrix:
-    """Customer × item CSR matrix of (optionally time-decayed) purchase weights.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(customer row, item column, weight)`` per purchase line of known customers and items.
 
-    Rows whose customer or item is not in the maps are ignored (callers decide what is known).
+    The entries of ``interaction_matrix`` before summing; fold-in adds them to a few rows without
+    building a matrix as tall as the customer base.
     """
     frame = purchases.select("customer_id", "item_id", "ts", "quantity")
     rows = customers.index(frame["customer_id"].to_list())
@@ -134,7 +135,25 @@ def interaction_matrix(
         age_days = ((ref - frame["ts"]).dt.total_seconds() / 86400.0).to_numpy()  # type: ignore[operator]
         w = w * np.power(0.5, np.clip(age_days, 0, None) / half_life_days).astype(np.float32)
     keep = (rows >= 0) & (cols >= 0)
-    m = sp.csr_matrix((w[keep], (rows[keep], cols[keep])), shape=(len(customers), len(items)), dtype=np.float32)
+    return rows[keep], cols[keep], w[keep]
+
+
+def interaction_matrix(
+    purchases: pl.DataFrame,
+    customers: IdMap,
+    items: IdMap,
+    *,
+    weight: Literal["binary", "count", "quantity"] = "count",
+    half_life_days: float | None = None,
+    reference_time: datetime | None = None,
+) -> sp.csr_matrix:
+    """Customer × item CSR matrix of (optionally time-decayed) purchase weights.
+
+    Rows whose customer or item is not in the maps are ignored (callers decide what is known).
+    """
+    rows, cols, w = purchase_entries(purchases, customers, items, weight=weight, half_life_days=half_life_days,
+                                     reference_time=reference_time)
+    m = sp.csr_matrix((w, (rows, cols)), shape=(len(customers), len(items)), dtype=np.float32)
     m.sum_duplicates()
     if weight == "binary":
         m.data[:] = 1.0

@@ -36,10 +36,10 @@ import polars as pl
 from recsys.dataset import Dataset
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
+from recsys.models._overlay import RowTable
 from recsys.models._util import (
     csr_from_coo,
     epoch_second,
-    gather_rows,
     index_of,
     newest,
     purchases_of,
@@ -165,6 +165,7 @@ class BuyAgain(Recommender):
         ts = p["ts"].dt.epoch("us").to_numpy().astype(np.int64)
         ok = i >= 0
         c, i, ts = c[ok], i[ok], ts[ok]
+        self.weight_time_ = self.reference_time_
         ref = self._ref_us()
         ci = per_pair(occasions(c, i, n_items, ts), ref, self.half_life_days)
         has_cat = item_cat[i] >= 0
@@ -177,35 +178,37 @@ class BuyAgain(Recommender):
         self._store_pairs(ci, cc)
 
     def _ref_us(self) -> int:
-        return int(pl.Series([self.reference_time_], dtype=pl.Datetime("us")).dt.epoch("us")[0])
+        """The time decayed weights are relative to: the fit's reference time (fold-in keeps it)."""
+        return int(pl.Series([self.weight_time_], dtype=pl.Datetime("us")).dt.epoch("us")[0])
 
     def _store_pairs(self, ci: dict[str, np.ndarray], cc: dict[str, np.ndarray]) -> None:
+        """Per-customer pair tables, one row per customer: ``pairs_`` (items) and ``cat_pairs_``
+        (categories), each sorted by item/category within the customer (``RowTable``: one customer's
+        fold-in replaces that customer's row only)."""
         n_cust, n_items = len(self.customer_ids_), max(len(self.item_ids_), 1)
-        self.ci_indptr_ = csr_from_coo(ci["key"] // n_items, n_cust)
-        self.ci_items_ = (ci["key"] % n_items).astype(np.int32)
-        self.ci_n_ = ci["n"].astype(np.int32)
-        self.ci_first_ = ci["first"].astype(np.float64)
-        self.ci_last_ = ci["last"].astype(np.float64)
-        self.ci_w_ = ci["w"].astype(np.float64)
-        self.cc_key_ = cc["key"].astype(np.int64)  # customer row × n_categories + category, sorted
-        self.cc_n_ = cc["n"].astype(np.int32)
-        self.cc_first_ = cc["first"].astype(np.float64)
-        self.cc_last_ = cc["last"].astype(np.float64)
+        n_cats = max(len(self.categories_), 1)
+        self.pairs_ = RowTable(csr_from_coo(ci["key"] // n_items, n_cust), {
+            "items": (ci["key"] % n_items).astype(np.int32), "n": ci["n"].astype(np.int32),
+            "first": ci["first"].astype(np.float64), "last": ci["last"].astype(np.float64),
+            "w": ci["w"].astype(np.float64)})
+        self.cat_pairs_ = RowTable(csr_from_coo(cc["key"] // n_cats, n_cust), {
+            "cats": (cc["key"] % n_cats).astype(np.int32), "n": cc["n"].astype(np.int32),
+            "first": cc["first"].astype(np.float64), "last": cc["last"].astype(np.float64)})
 
     # ---------------------------------------------------------------------------------- query
     def _candidates(self, rows: np.ndarray, at: datetime | None) -> dict[str, np.ndarray]:
         """Every (local row, item) candidate of ``rows`` with its score, last purchase and expected interval."""
-        local, pos = gather_rows(self.ci_indptr_, rows)
-        items = self.ci_items_[pos].astype(np.int64)
+        local, pair = self.pairs_.gather(rows)
+        items = pair["items"].astype(np.int64)
         at_dt = self.reference_time_ if at is None else at
-        at_sec, ref_sec = epoch_second(at_dt), epoch_second(self.reference_time_)
+        at_sec, ref_sec = epoch_second(at_dt), epoch_second(self.weight_time_)
         shift = (
             1.0 if self.half_life_days is None else 0.5 ** ((at_sec - ref_sec) / _DAY / self.half_life_days)
         )
         stats = self.stats_
-        score = self.ci_w_[pos] * shift * np.power(stats.item_repeat_rate[items], self.repeat_exponent)
-        last = self.ci_last_[pos]
-        expected = expected_interval(self.ci_n_[pos], self.ci_first_[pos], last, stats.item_typical[items],
+        score = pair["w"] * shift * np.power(stats.item_repeat_rate[items], self.repeat_exponent)
+        last = pair["last"]
+        expected = expected_interval(pair["n"], pair["first"], last, stats.item_typical[items],
                                      self.prior_strength)
         # Replenishable items: due-ness at category level when the item has a category.
         repl = stats.item_replenishable[items]
@@ -213,15 +216,18 @@ class BuyAgain(Recommender):
         cat = self.item_cat_[items]
         n_cats = len(self.categories_)
         use_cat = repl & (cat >= 0)
-        if use_cat.any() and len(self.cc_key_):
-            key = rows[local[use_cat]] * n_cats + cat[use_cat]
-            at_pos = np.clip(np.searchsorted(self.cc_key_, key), 0, len(self.cc_key_) - 1)
-            found = self.cc_key_[at_pos] == key
-            idx = np.flatnonzero(use_cat)[found]
-            cp = at_pos[found]
-            due_last[idx] = self.cc_last_[cp]
-            expected[idx] = expected_interval(self.cc_n_[cp], self.cc_first_[cp], self.cc_last_[cp],
-                                              stats.cat_typical[cat[idx]], self.prior_strength)
+        if use_cat.any():
+            cc_local, cc = self.cat_pairs_.gather(rows)
+            cc_key = cc_local * max(n_cats, 1) + cc["cats"]  # sorted: local ascending, category within
+            if len(cc_key):
+                key = local[use_cat] * max(n_cats, 1) + cat[use_cat]
+                at_pos = np.clip(np.searchsorted(cc_key, key), 0, len(cc_key) - 1)
+                found = cc_key[at_pos] == key
+                idx = np.flatnonzero(use_cat)[found]
+                cp = at_pos[found]
+                due_last[idx] = cc["last"][cp]
+                expected[idx] = expected_interval(cc["n"][cp], cc["first"][cp], cc["last"][cp],
+                                                  stats.cat_typical[cat[idx]], self.prior_strength)
         if repl.any():
             days = np.maximum((at_sec - due_last[repl]) / _DAY, 0.5)
             z = np.log(days / expected[repl]) / self.due_width
@@ -373,75 +379,77 @@ class BuyAgain(Recommender):
         A just-bought replenishable item stops being due.  Item and category statistics stay as
         trained; the reference time moves to the latest purchase seen.  Items the model has never
         seen are ignored.  A purchase on the same day as the customer's last known purchase of that
-        item (or category) is not a new purchase day.
+        item (or category) is not a new purchase day.  Costs time proportional to the customers in
+        ``interactions`` (their rows are recomputed; weights stay relative to the fit's reference
+        time, so no other customer's pair is touched).
         """
         self._check_fitted()
         p = purchases_of(interactions)
         if p.height == 0:
             return self
         self.customer_ids_ = self.customer_ids_.extend(p["customer_id"].unique().sort().to_list())
-        n_items, n_cats = max(len(self.item_ids_), 1), max(len(self.categories_), 1)
-        latest = newest(p["ts"])
-        if latest > self.reference_time_:
-            if self.half_life_days is not None:
-                delta = (latest - self.reference_time_).total_seconds() / _DAY
-                self.ci_w_ = self.ci_w_ * 0.5 ** (delta / self.half_life_days)
-            self.reference_time_ = latest
+        self.pairs_.grow(len(self.customer_ids_))
+        self.cat_pairs_.grow(len(self.customer_ids_))
+        self.reference_time_ = max(self.reference_time_, newest(p["ts"]))
         c = index_of(p["customer_id"], self.customer_ids_)
         i = index_of(p["item_id"], self.item_ids_)
         ts = p["ts"].dt.epoch("us").to_numpy().astype(np.int64)
         ok = i >= 0
         c, i, ts = c[ok], i[ok], ts[ok]
-        ref = self._ref_us()
-        old_c = np.repeat(np.arange(len(self.ci_indptr_) - 1, dtype=np.int64), np.diff(self.ci_indptr_))
-        old_ci: dict[str, np.ndarray] = {"key": old_c * n_items + self.ci_items_, "n": self.ci_n_,
-                                         "first": self.ci_first_, "last": self.ci_last_, "w": self.ci_w_}
-        old_cc: dict[str, np.ndarray] = {"key": self.cc_key_, "n": self.cc_n_, "first": self.cc_first_,
-                                         "last": self.cc_last_, "w": np.zeros(len(self.cc_key_))}
-        new_ci = per_pair(new_days(occasions(c, i, n_items, ts), old_ci), ref, self.half_life_days)
+        if len(c) == 0:
+            return self
+        rows, local = np.unique(c, return_inverse=True)
         has_cat = self.item_cat_[i] >= 0
-        occ_cc = occasions(c[has_cat], self.item_cat_[i[has_cat]], n_cats, ts[has_cat])
-        new_cc = per_pair(new_days(occ_cc, old_cc), ref, None)
-        self._store_pairs(merge_pairs(old_ci, new_ci), merge_pairs(old_cc, new_cc))
+        self._fold(self.pairs_, "items", rows, local, i, ts, max(len(self.item_ids_), 1), self.half_life_days)
+        self._fold(self.cat_pairs_, "cats", rows, local[has_cat], self.item_cat_[i[has_cat]], ts[has_cat],
+                   max(len(self.categories_), 1), None)
         return self
+
+    def _fold(self, table: RowTable, group: str, rows: np.ndarray, local: np.ndarray, g: np.ndarray,
+              ts: np.ndarray, n_groups: int, half_life: float | None) -> None:
+        """Merge new occasions (``local`` = index into ``rows``, group ``g``) into those rows of ``table``."""
+        old_local, old = table.gather(rows)
+        old_pairs = {"key": old_local * n_groups + old[group], "n": old["n"], "first": old["first"],
+                     "last": old["last"], "w": old.get("w", np.zeros(len(old_local)))}
+        occ = new_days(occasions(local, g, n_groups, ts), old_pairs)
+        merged = merge_pairs(old_pairs, per_pair(occ, self._ref_us(), half_life, future_weighs_more=True))
+        owner = merged["key"] // n_groups
+        cut = np.searchsorted(owner, np.arange(len(rows) + 1))
+        cols = {group: (merged["key"] % n_groups).astype(np.int32), "n": merged["n"].astype(np.int32),
+                "first": merged["first"], "last": merged["last"], "w": merged["w"]}
+        cols = {k: v for k, v in cols.items() if k in table.columns}
+        table.set_many(rows, [{k: v[cut[j]:cut[j + 1]] for k, v in cols.items()} for j in range(len(rows))])
 
     def forget(self, customer_ids: Sequence[str]) -> BuyAgain:
         """Erase customers' personal state (item and category statistics keep their contribution)."""
         self._check_fitted()
         rows = self.customer_ids_.index([str(c) for c in customer_ids])
-        n_cust = len(self.customer_ids_)
-        drop = np.zeros(n_cust, dtype=bool)
+        drop = np.zeros(len(self.customer_ids_), dtype=bool)
         drop[rows[rows >= 0]] = True
-        new_row = np.cumsum(~drop) - 1
-        counts = np.diff(self.ci_indptr_)
-        keep = np.repeat(~drop, counts)
-        self.ci_indptr_ = np.concatenate([[0], np.cumsum(counts[~drop])]).astype(np.int64)
-        for name in ("ci_items_", "ci_n_", "ci_first_", "ci_last_", "ci_w_"):
-            setattr(self, name, getattr(self, name)[keep])
-        n_cats = max(len(self.categories_), 1)
-        cc_row = self.cc_key_ // n_cats
-        keep_cc = ~drop[cc_row]
-        self.cc_key_ = new_row[cc_row[keep_cc]] * n_cats + self.cc_key_[keep_cc] % n_cats
-        for name in ("cc_n_", "cc_first_", "cc_last_"):
-            setattr(self, name, getattr(self, name)[keep_cc])
-        self.customer_ids_ = IdMap(self.customer_ids_.ids[~drop])
+        keep = np.flatnonzero(~drop)
+        self.pairs_.keep_rows(keep)
+        self.cat_pairs_.keep_rows(keep)
+        self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
         return self
 
     # --------------------------------------------------------------------------- persistence
-    #: Per-customer state arrays, saved by name (the learned item and category statistics are in ``stats_``).
-    _ARRAYS = ("ci_indptr", "ci_items", "ci_n", "ci_first", "ci_last", "ci_w",
-               "cc_key", "cc_n", "cc_first", "cc_last")
-
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays: dict[str, np.ndarray] = {"item_cat": self.item_cat_, "item_override": self.item_override_,
                                          **self.stats_.arrays()}
-        arrays |= {name: getattr(self, f"{name}_") for name in self._ARRAYS}
+        indptr, pairs = self.pairs_.arrays()
+        cc_indptr, cc = self.cat_pairs_.arrays()
+        cc_rows = np.repeat(np.arange(len(cc_indptr) - 1, dtype=np.int64), np.diff(cc_indptr))
+        arrays |= {"ci_indptr": indptr, "ci_items": pairs["items"], "ci_n": pairs["n"], "ci_first": pairs["first"],
+                   "ci_last": pairs["last"], "ci_w": pairs["w"],
+                   "cc_key": cc_rows * max(len(self.categories_), 1) + cc["cats"], "cc_n": cc["n"],
+                   "cc_first": cc["first"], "cc_last": cc["last"]}
         arrays |= {
             "item_ids": self.item_ids_.to_numpy(),
             "customer_ids": self.customer_ids_.to_numpy(),
             "categories": self.categories_.to_numpy(),
         }
-        meta = {"reference_time": self.reference_time_.isoformat(), **self.stats_.meta()}
+        meta = {"reference_time": self.reference_time_.isoformat(), "weight_time": self.weight_time_.isoformat(),
+                **self.stats_.meta()}
         return arrays, meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -450,6 +458,15 @@ class BuyAgain(Recommender):
         self.categories_ = IdMap(arrays["categories"])
         self.item_cat_, self.item_override_ = arrays["item_cat"], arrays["item_override"]
         self.stats_ = RepeatStats.from_state(arrays, meta)
-        for name in self._ARRAYS:
-            setattr(self, f"{name}_", arrays[name])
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
+        # bundles saved before fold-in kept weights relative to the fit time carry no weight_time
+        self.weight_time_ = datetime.fromisoformat(meta.get("weight_time", meta["reference_time"]))
+        n_cust = len(self.customer_ids_)
+        n_cats = max(len(self.categories_), 1)
+        self.pairs_ = RowTable(arrays["ci_indptr"], {
+            "items": arrays["ci_items"], "n": arrays["ci_n"], "first": arrays["ci_first"],
+            "last": arrays["ci_last"], "w": arrays["ci_w"]}, n_cust)
+        cc_key = arrays["cc_key"].astype(np.int64)
+        self.cat_pairs_ = RowTable(csr_from_coo(cc_key // n_cats, n_cust), {
+            "cats": (cc_key % n_cats).astype(np.int32), "n": arrays["cc_n"], "first": arrays["cc_first"],
+            "last": arrays["cc_last"]}, n_cust)

@@ -24,6 +24,7 @@ from recsys.dataset import Dataset
 from recsys.exceptions import ModelFitError, UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models.base import Recommender, check_param
+from recsys.models._overlay import OverlayCSR
 from recsys.models._util import (
     binary_matrix,
     bought_keys,
@@ -31,12 +32,10 @@ from recsys.models._util import (
     encode,
     group_candidates,
     group_index,
-    merge_bought,
     pack,
     purchases_only,
     rank_within,
     ranked_group_items,
-    remove_rows,
     to_us,
     top_per_position,
 )
@@ -140,27 +139,24 @@ class CategoryAffinity(Recommender):
         self.reference_time_: datetime = purchases["ts"].max()  # type: ignore[assignment]
         self.item_group_, self.groups_ = group_index(data.items, self.item_ids_, column)
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_group_)
-        self.weights_ = self._weights(events)
-        self.group_weight_ = np.asarray(self.weights_.sum(axis=0)).ravel()
+        c, g, w = self._weights(events)
+        weights = sp.csr_matrix((w, (c, g)), shape=(len(self.customer_ids_), len(self.groups_)))
+        weights.sum_duplicates()
+        self.weights_ = OverlayCSR(weights)
+        self.group_weight_ = np.asarray(weights.sum(axis=0)).ravel()
         if self.group_weight_.sum() <= 0:
             raise ModelFitError(f"{type(self).__name__}: no purchase of {data.source!r} has a {column}")
         self.item_pop_ = decayed_item_counts(
             events, len(self.item_ids_), self.reference_time_, ITEM_HALF_LIFE_DAYS
         )
-        self.bought_ = binary_matrix(events, (len(self.customer_ids_), len(self.item_ids_)))
+        self.bought_ = OverlayCSR(binary_matrix(events, (len(self.customer_ids_), len(self.item_ids_))))
         self._derive()
 
-    def _weights(self, events: pl.DataFrame) -> sp.csr_matrix:
-        """Customer × group decayed line counts (relative to ``reference_time_``) from ``encode``d events."""
+    def _weights(self, events: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(customer, group, weight)`` of every line with a group: decayed relative to ``reference_time_``."""
         events = events.filter(pl.col("g") >= 0)
         age = (to_us(self.reference_time_) - events["t"].to_numpy()) / _US_PER_DAY
-        w = np.power(0.5, age / self.half_life_days)
-        m = sp.csr_matrix(
-            (w, (events["c"].to_numpy(), events["g"].to_numpy())),
-            shape=(len(self.customer_ids_), len(self.groups_)),
-        )
-        m.sum_duplicates()
-        return m
+        return events["c"].to_numpy(), events["g"].to_numpy(), np.power(0.5, age / self.half_life_days)
 
     def _derive(self) -> None:
         total = float(self.group_weight_.sum())
@@ -254,12 +250,8 @@ class CategoryAffinity(Recommender):
             return self
         self.customer_ids_ = self.customer_ids_.extend(purchases["customer_id"].to_list())
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_group_)
-        old = self.weights_.copy()
-        old.resize((len(self.customer_ids_), len(self.groups_)))
-        self.weights_ = (old + self._weights(events)).tocsr()
-        self.bought_ = merge_bought(
-            self.bought_, binary_matrix(events, (len(self.customer_ids_), len(self.item_ids_)))
-        )
+        self.weights_.add(*self._weights(events), how="sum")
+        self.bought_.add(events["c"].to_numpy(), events["i"].to_numpy(), how="or")
         return self
 
     def forget(self, customer_ids: Sequence[str]) -> CategoryAffinity:
@@ -269,8 +261,8 @@ class CategoryAffinity(Recommender):
         rows = rows[rows >= 0]
         keep = np.setdiff1d(np.arange(len(self.customer_ids_)), rows)
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
-        self.weights_ = remove_rows(self.weights_, rows)
-        self.bought_ = remove_rows(self.bought_, rows)
+        self.weights_.keep_rows(keep)
+        self.bought_.keep_rows(keep)
         return self
 
     # ----------------------------------------------------------- persistence
@@ -300,12 +292,12 @@ class CategoryAffinity(Recommender):
         self.item_pop_ = arrays["item_pop"]
         self.group_weight_ = arrays["group_weight"]
         n_c, n_g, n_i = len(self.customer_ids_), len(self.groups_), len(self.item_ids_)
-        self.weights_ = csr_from_arrays(
+        self.weights_ = OverlayCSR(csr_from_arrays(
             arrays["weights_indptr"], arrays["weights_indices"], arrays["weights_data"], (n_c, n_g)
-        )
+        ))
         ind = arrays["bought_indices"]
-        self.bought_ = csr_from_arrays(
+        self.bought_ = OverlayCSR(csr_from_arrays(
             arrays["bought_indptr"], ind, np.ones(len(ind), np.float32), (n_c, n_i)
-        )
+        ))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
         self._derive()

@@ -35,6 +35,7 @@ from recsys.idmap import IdMap
 from recsys.models._complement_export import EXPORT_SUFFIXES, write_graph
 from recsys.models._complement_graph import Edges, SequenceCounts, learn_edges, sequence_counts
 from recsys.models._complement_overrides import CategoryOverride, apply_overrides, load_overrides
+from recsys.models._overlay import OverlayCSR, RowTable
 from recsys.models._util import (
     ITEM_HALF_LIFE_DAYS,
     binary_matrix,
@@ -45,13 +46,12 @@ from recsys.models._util import (
     expand_ranges,
     group_candidates,
     group_index,
-    merge_bought,
+    csr_from_coo,
     newest,
     pack,
     purchases_only,
     rank_within,
     ranked_group_items,
-    remove_rows,
     resolve_rows,
     to_us,
     top_per_position,
@@ -180,7 +180,7 @@ class CategoryComplements(Recommender):
         self._set_edges(apply_overrides(self._edges(), self.categories_, overrides, origin))
         self.item_pop_ = decayed_item_counts(events, len(self.item_ids_), self.reference_time_,
                                              ITEM_HALF_LIFE_DAYS)
-        self.bought_ = binary_matrix(events, (len(self.customer_ids_), len(self.item_ids_)))
+        self.bought_ = OverlayCSR(binary_matrix(events, (len(self.customer_ids_), len(self.item_ids_))))
         self._set_history(events)
         self._derive()
         if len(self.edge_src_) == 0:
@@ -224,20 +224,20 @@ class CategoryComplements(Recommender):
         self.ranked_ = ranked_group_items(self.item_cat_, self.item_pop_, n)
         self.category_index_ = {str(c): k for k, c in enumerate(self.categories_)}
 
-    def _set_history(self, events: pl.DataFrame) -> None:
-        """Keep the categorised purchases inside the look-back window of the reference time, sorted by
-        (customer, ts) so a customer's history is one contiguous slice."""
+    def _recent(self, events: pl.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The categorised purchases inside the look-back window of the reference time, sorted by
+        (customer, ts, category, item): ``(customer of each, columns)``."""
         cutoff = to_us(self.reference_time_) - int(self.window_days * _US_PER_DAY)
         recent = events.filter((pl.col("g") >= 0) & (pl.col("t") >= cutoff)).sort("c", "t", "g", "i")
-        self.hist_cust_, self.hist_item_, self.hist_cat_, self.hist_ts_ = (
-            recent[k].to_numpy().astype(np.int64) for k in ("c", "i", "g", "t")
-        )
+        cols = {"item": recent["i"].to_numpy().astype(np.int64), "cat": recent["g"].to_numpy().astype(np.int64),
+                "ts": recent["t"].to_numpy().astype(np.int64)}
+        return recent["c"].to_numpy().astype(np.int64), cols
 
-    def _history(self) -> pl.DataFrame:
-        return pl.DataFrame(
-            {"c": self.hist_cust_, "i": self.hist_item_, "t": self.hist_ts_, "g": self.hist_cat_},
-            schema={"c": pl.Int64, "i": pl.Int64, "t": pl.Int64, "g": pl.Int64},
-        )
+    def _set_history(self, events: pl.DataFrame) -> None:
+        """Customers' recent categorised purchases, one row per customer (``history_``: fold-in
+        replaces one customer's row at a time)."""
+        owner, cols = self._recent(events)
+        self.history_ = RowTable(csr_from_coo(owner, len(self.customer_ids_)), cols)
 
     # ----------------------------------------------------------- the graph
     def graph_frame(self) -> pl.DataFrame:
@@ -305,20 +305,20 @@ class CategoryComplements(Recommender):
     def _candidates(self, rows: np.ndarray, n: int, exclude_bought: bool) -> dict[str, np.ndarray]:
         """Top-``n`` suggestions with their sources for customer rows (-1 = unknown: none)."""
         pos = np.flatnonzero(rows >= 0)
-        lo = np.searchsorted(self.hist_cust_, rows[pos], "left")
-        hi = np.searchsorted(self.hist_cust_, rows[pos], "right")
-        owner, ev = expand_ranges(lo, hi - lo)
+        owner, h = self.history_.gather(rows[pos])
+        hist_item, hist_cat, hist_ts = h["item"], h["cat"], h["ts"]
+        ev = np.arange(len(owner))
         p = pos[owner]
         ref = to_us(self.reference_time_)
-        recent = self.hist_ts_[ev] >= ref - int(self.window_days * _US_PER_DAY)
+        recent = hist_ts[ev] >= ref - int(self.window_days * _US_PER_DAY)
         p, ev = p[recent], ev[recent]
         # the most recent purchase of each (customer, category) is the trigger
-        cat, ts = self.hist_cat_[ev], self.hist_ts_[ev]
-        order = np.lexsort((self.hist_item_[ev], -ts, cat, p))
+        cat, ts = hist_cat[ev], hist_ts[ev]
+        order = np.lexsort((hist_item[ev], -ts, cat, p))
         p, ev = p[order], ev[order]
-        first = rank_within(p * len(self.categories_) + self.hist_cat_[ev]) == 0
+        first = rank_within(p * len(self.categories_) + hist_cat[ev]) == 0
         t_pos, t_ev = p[first], ev[first]
-        t_cat, t_ts = self.hist_cat_[t_ev], self.hist_ts_[t_ev]
+        t_cat, t_ts = hist_cat[t_ev], hist_ts[t_ev]
         age_days = (ref - t_ts) / _US_PER_DAY
         recency = np.power(0.5, age_days / (self.window_days / 2.0))
         # complement edges of each trigger
@@ -351,7 +351,7 @@ class CategoryComplements(Recommender):
             "item": item[sel],
             "score": score[sel],
             "source_cat": t_cat[src],
-            "source_item": self.hist_item_[t_ev[src]],
+            "source_item": hist_item[t_ev[src]],
             "source_ts": t_ts[src],
         }
 
@@ -430,9 +430,18 @@ class CategoryComplements(Recommender):
         self.customer_ids_ = self.customer_ids_.extend(purchases["customer_id"].to_list())
         self.reference_time_ = max(self.reference_time_, newest(purchases["ts"]))
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_cat_)
-        self._set_history(pl.concat([self._history(), events.select("c", "i", "t", "g")]))
-        self.bought_ = merge_bought(self.bought_, binary_matrix(events, (len(self.customer_ids_),
-                                                                         len(self.item_ids_))))
+        self.history_.grow(len(self.customer_ids_))
+        rows = np.unique(events["c"].to_numpy())
+        old_local, old = self.history_.gather(rows)
+        both = pl.concat([
+            pl.DataFrame({"c": rows[old_local], "i": old["item"], "t": old["ts"], "g": old["cat"]},
+                         schema={"c": pl.Int64, "i": pl.Int64, "t": pl.Int64, "g": pl.Int64}),
+            events.select(pl.col(k).cast(pl.Int64) for k in ("c", "i", "t", "g")),
+        ])
+        owner, cols = self._recent(both)  # only these customers' rows are rebuilt
+        cut = np.searchsorted(owner, np.r_[rows, rows[-1] + 1] if len(rows) else rows)
+        self.history_.set_many(rows, [{k: v[cut[j]:cut[j + 1]] for k, v in cols.items()} for j in range(len(rows))])
+        self.bought_.add(events["c"].to_numpy(), events["i"].to_numpy(), how="or")
         return self
 
     def forget(self, customer_ids: Sequence[str]) -> CategoryComplements:
@@ -441,19 +450,15 @@ class CategoryComplements(Recommender):
         rows = self.customer_ids_.index(list(customer_ids))
         rows = np.unique(rows[rows >= 0])
         keep_rows = np.setdiff1d(np.arange(len(self.customer_ids_)), rows)
-        remap = np.full(len(self.customer_ids_), -1, dtype=np.int64)
-        remap[keep_rows] = np.arange(len(keep_rows))
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep_rows])
-        self.bought_ = remove_rows(self.bought_, rows)
-        keep = remap[self.hist_cust_] >= 0
-        self.hist_cust_ = remap[self.hist_cust_[keep]]
-        self.hist_item_, self.hist_cat_ = self.hist_item_[keep], self.hist_cat_[keep]
-        self.hist_ts_ = self.hist_ts_[keep]
+        self.bought_.keep_rows(keep_rows)
+        self.history_.keep_rows(keep_rows)
         return self
 
     # ----------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         b = self.bought_.tocsr()
+        hist_indptr, hist = self.history_.arrays()
         arrays = {
             "item_ids": self.item_ids_.to_numpy(),
             "customer_ids": self.customer_ids_.to_numpy(),
@@ -463,10 +468,10 @@ class CategoryComplements(Recommender):
             "item_pop": self.item_pop_,
             "n_triggers": self.n_triggers_,
             **{f"edge_{name}": values for name, values in self._edges()._asdict().items()},
-            "hist_cust": self.hist_cust_,
-            "hist_item": self.hist_item_,
-            "hist_cat": self.hist_cat_,
-            "hist_ts": self.hist_ts_,
+            "hist_cust": np.repeat(np.arange(len(hist_indptr) - 1, dtype=np.int64), np.diff(hist_indptr)),
+            "hist_item": hist["item"],
+            "hist_cat": hist["cat"],
+            "hist_ts": hist["ts"],
             "bought_indptr": b.indptr,
             "bought_indices": b.indices,
         }
@@ -480,10 +485,12 @@ class CategoryComplements(Recommender):
         self.item_pop_ = arrays["item_pop"]
         self.n_triggers_ = arrays["n_triggers"]
         self._set_edges(Edges(*(arrays[f"edge_{name}"] for name in Edges._fields)))
-        for name in ("cust", "item", "cat", "ts"):
-            setattr(self, f"hist_{name}_", arrays[f"hist_{name}"].astype(np.int64))
+        n_cust = len(self.customer_ids_)
+        self.history_ = RowTable(csr_from_coo(arrays["hist_cust"].astype(np.int64), n_cust),
+                                 {name: arrays[f"hist_{name}"].astype(np.int64) for name in ("item", "cat", "ts")},
+                                 n_cust)
         ind = arrays["bought_indices"]
-        self.bought_ = csr_of(arrays["bought_indptr"], ind, np.ones(len(ind), np.float32),
-                              (len(self.customer_ids_), len(self.item_ids_)))
+        self.bought_ = OverlayCSR(csr_of(arrays["bought_indptr"], ind, np.ones(len(ind), np.float32),
+                                         (n_cust, len(self.item_ids_))))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
         self._derive()

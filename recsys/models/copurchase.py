@@ -30,6 +30,7 @@ from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models._implicit_util import SPARSE_ROWS, neighbourhood_top_n, positive_top_n
 from recsys.models.base import Explained, OnUnknown, Recommendations, Recommender, check_param, top_n
+from recsys.models._overlay import RowTable, ensure_len
 from recsys.models._util import (
     csr_from_coo,
     gather_rows,
@@ -260,8 +261,11 @@ class CoPurchase(Recommender):
         n = len(self.item_ids_)
         self.nb_ = sp.csr_matrix((self.nb_score_, self.nb_indices_, self.nb_indptr_), shape=(n, n))
 
-    def _set_history(self, c: np.ndarray, i: np.ndarray, ts: np.ndarray, ordinal: np.ndarray) -> None:
-        """Reduce purchase rows to one entry per customer × item (latest time and order ordinal)."""
+    def _reduce_history(
+        self, c: np.ndarray, i: np.ndarray, ts: np.ndarray, ordinal: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Purchase rows reduced to one entry per customer × item (latest time and order ordinal),
+        sorted by (customer, item): ``(customer of each entry, columns)``."""
         n_items = max(len(self.item_ids_), 1)
         key = c.astype(np.int64) * n_items + i.astype(np.int64)
         order = np.argsort(key, kind="stable")
@@ -271,27 +275,32 @@ class CoPurchase(Recommender):
             ts = np.maximum.reduceat(ts[order], starts)
             ordinal = np.maximum.reduceat(ordinal[order], starts)
         first = key[starts]
-        self.hist_indptr_ = csr_from_coo(first // n_items, len(self.customer_ids_))
-        self.hist_items_ = (first % n_items).astype(np.int32)
-        self.hist_ts_ = np.asarray(ts, dtype=np.float64)
-        self.hist_ord_ = np.asarray(ordinal, dtype=np.int64)
+        return first // n_items, {"items": (first % n_items).astype(np.int32),
+                                  "ts": np.asarray(ts, dtype=np.float64), "ord": np.asarray(ordinal, dtype=np.int64)}
+
+    def _set_history(self, c: np.ndarray, i: np.ndarray, ts: np.ndarray, ordinal: np.ndarray) -> None:
+        """Customers' histories (``history_``: one row per customer; fold-in replaces a row at a time)."""
+        owner, cols = self._reduce_history(c, i, ts, ordinal)
+        self.history_ = RowTable(csr_from_coo(owner, len(self.customer_ids_)), cols)
 
     # ---------------------------------------------------------------------------------- query
     def _history_weights(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(local row, item, weight, position) of the histories of ``rows``: recent orders count most."""
-        local, pos = gather_rows(self.hist_indptr_, rows)
+        """(local row, item, weight, time bought) of the histories of ``rows``: recent orders count most."""
+        local, h = self.history_.gather(rows)
         cust = rows[local]
-        k = self.n_orders_[cust] - self.hist_ord_[pos]  # 1 = the latest order
+        k = self.n_orders_[cust] - h["ord"]  # 1 = the latest order
+        hist_ts = h["ts"]
+        items = h["items"].astype(np.int64)
         if self.max_history_orders is not None:
             # a grocery customer has 100+ orders; weights of old ones are tiny and they cost the most
             recent = k <= self.max_history_orders
-            local, pos, cust, k = local[recent], pos[recent], cust[recent], k[recent]
+            local, cust, k, hist_ts, items = local[recent], cust[recent], k[recent], hist_ts[recent], items[recent]
         if self.half_life_days is None:
             w = 1.0 / np.maximum(k, 1)
         else:
-            age = (self.cust_last_ts_[cust] - self.hist_ts_[pos]) / _DAY
+            age = (self.cust_last_ts_[cust] - hist_ts) / _DAY
             w = np.power(0.5, np.clip(age, 0, None) / self.half_life_days)
-        return local, self.hist_items_[pos].astype(np.int64), w, pos
+        return local, items, w, hist_ts
 
     def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
         """Recency-weighted sum of the neighbour rows of each customer's history.
@@ -436,7 +445,7 @@ class CoPurchase(Recommender):
             return src_item, src_ts
         n_items = len(self.item_ids_)
         # Expand history × neighbours (≤ max_neighbours per history item), keep the wanted pairs.
-        local, hist_items, w, pos = self._history_weights(rows)
+        local, hist_items, w, hist_ts = self._history_weights(rows)
         exp_local, exp_pos = gather_rows(self.nb_indptr_, hist_items)
         exp_b = local[exp_local]
         exp_j = self.nb_indices_[exp_pos].astype(np.int64)
@@ -455,7 +464,7 @@ class CoPurchase(Recommender):
             order = np.lexsort((hi, -contrib[hit], kk))  # by k, then contrib desc, then item
             kk, first = kk[order], np.r_[True, kk[order][1:] != kk[order][:-1]]
             src_item[kk[first]] = hi[order][first]
-            src_ts[kk[first]] = self.hist_ts_[pos][exp_local][hit][order][first]
+            src_ts[kk[first]] = hist_ts[exp_local][hit][order][first]
             return src_item, src_ts
         wanted = pl.DataFrame({"key": keys, "k": np.arange(len(b))})
         best = (
@@ -463,7 +472,7 @@ class CoPurchase(Recommender):
                 {
                     "key": exp_key,
                     "i": hist_items[exp_local],
-                    "ts": self.hist_ts_[pos][exp_local],
+                    "ts": hist_ts[exp_local],
                     "contrib": w[exp_local] * self.nb_score_[exp_pos].astype(np.float64),
                 }
             )
@@ -490,21 +499,24 @@ class CoPurchase(Recommender):
             return self
         self.customer_ids_ = self.customer_ids_.extend(p["customer_id"].unique().sort().to_list())
         n_cust = len(self.customer_ids_)
-        grow = n_cust - len(self.n_orders_)
-        self.hist_indptr_ = np.concatenate([self.hist_indptr_, np.full(grow, self.hist_indptr_[-1])])
-        self.n_orders_ = np.concatenate([self.n_orders_, np.zeros(grow, np.int64)])
-        self.cust_last_ts_ = np.concatenate([self.cust_last_ts_, np.full(grow, -np.inf)])
+        self.history_.grow(n_cust)
+        self.n_orders_ = ensure_len(self.n_orders_, n_cust, 0)
+        self.cust_last_ts_ = ensure_len(self.cust_last_ts_, n_cust, -np.inf)
         b, item, basket_cust, basket_sec, ordinal = number_baskets(p, self.customer_ids_, self.item_ids_)
         ordinal = ordinal + self.n_orders_[basket_cust]  # new orders come after the known ones
         ok = item >= 0
-        old_c = np.repeat(np.arange(n_cust, dtype=np.int64), np.diff(self.hist_indptr_))
-        self._set_history(
-            np.concatenate([old_c, basket_cust[b[ok]]]),
-            np.concatenate([self.hist_items_.astype(np.int64), item[ok]]),
-            np.concatenate([self.hist_ts_, basket_sec[b[ok]]]),
-            np.concatenate([self.hist_ord_, ordinal[b[ok]]]),
+        # only the customers in the event: their rows are recomputed, nobody else's is touched
+        rows = np.unique(basket_cust)
+        old_local, old = self.history_.gather(rows)
+        owner, cols = self._reduce_history(
+            np.concatenate([rows[old_local], basket_cust[b[ok]]]),
+            np.concatenate([old["items"].astype(np.int64), item[ok]]),
+            np.concatenate([old["ts"], basket_sec[b[ok]]]),
+            np.concatenate([old["ord"], ordinal[b[ok]]]),
         )
-        self.n_orders_ += np.bincount(basket_cust, minlength=n_cust)
+        cut = np.searchsorted(owner, np.r_[rows, rows[-1] + 1] if len(rows) else rows)
+        self.history_.set_many(rows, [{k: v[cut[j]:cut[j + 1]] for k, v in cols.items()} for j in range(len(rows))])
+        np.add.at(self.n_orders_, basket_cust, 1)
         np.maximum.at(self.cust_last_ts_, basket_cust, basket_sec)
         return self
 
@@ -514,19 +526,17 @@ class CoPurchase(Recommender):
         rows = self.customer_ids_.index([str(c) for c in customer_ids])
         drop = np.zeros(len(self.customer_ids_), dtype=bool)
         drop[rows[rows >= 0]] = True
-        counts = np.diff(self.hist_indptr_)
-        keep_entry = np.repeat(~drop, counts)
-        self.customer_ids_ = IdMap(self.customer_ids_.ids[~drop])
-        self.hist_indptr_ = np.concatenate([[0], np.cumsum(counts[~drop])]).astype(np.int64)
-        self.hist_items_ = self.hist_items_[keep_entry]
-        self.hist_ts_ = self.hist_ts_[keep_entry]
-        self.hist_ord_ = self.hist_ord_[keep_entry]
-        self.n_orders_ = self.n_orders_[~drop]
-        self.cust_last_ts_ = self.cust_last_ts_[~drop]
+        keep = np.flatnonzero(~drop)
+        self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
+        self.history_.keep_rows(keep)
+        self.n_orders_ = self.n_orders_[keep]
+        self.cust_last_ts_ = self.cust_last_ts_[keep]
         return self
 
     # --------------------------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        hist_indptr, hist = self.history_.arrays()
+        n_cust = len(self.customer_ids_)
         arrays = {
             "item_ids": self.item_ids_.to_numpy(),
             "customer_ids": self.customer_ids_.to_numpy(),
@@ -537,12 +547,12 @@ class CoPurchase(Recommender):
             "nb_support": self.nb_support_,
             "nb_confidence": self.nb_confidence_,
             "nb_lift": self.nb_lift_,
-            "hist_indptr": self.hist_indptr_,
-            "hist_items": self.hist_items_,
-            "hist_ts": self.hist_ts_,
-            "hist_ord": self.hist_ord_,
-            "n_orders": self.n_orders_,
-            "cust_last_ts": self.cust_last_ts_,
+            "hist_indptr": hist_indptr,
+            "hist_items": hist["items"],
+            "hist_ts": hist["ts"],
+            "hist_ord": hist["ord"],
+            "n_orders": self.n_orders_[:n_cust],
+            "cust_last_ts": self.cust_last_ts_[:n_cust],
         }
         meta = {
             "reference_time": self.reference_time_.isoformat(),
@@ -561,14 +571,12 @@ class CoPurchase(Recommender):
             "nb_support",
             "nb_confidence",
             "nb_lift",
-            "hist_indptr",
-            "hist_items",
-            "hist_ts",
-            "hist_ord",
             "n_orders",
             "cust_last_ts",
         ):
             setattr(self, f"{name}_", arrays[name])
+        self.history_ = RowTable(arrays["hist_indptr"], {"items": arrays["hist_items"], "ts": arrays["hist_ts"],
+                                                         "ord": arrays["hist_ord"]}, len(self.customer_ids_))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
         self.n_baskets_total_ = int(meta["n_baskets_total"])
         self._build_matrix()

@@ -57,7 +57,16 @@ from recsys.models._implicit_util import (
     single_blas,
     sparse_top_n,
 )
-from recsys.models.base import OnUnknown, Recommendations, Recommender, check_param, interaction_matrix, top_n
+from recsys.models._overlay import OverlayCSR, ensure_len
+from recsys.models.base import (
+    OnUnknown,
+    Recommendations,
+    Recommender,
+    check_param,
+    interaction_matrix,
+    purchase_entries,
+    top_n,
+)
 from recsys.schema import conform
 
 __all__ = ["ALS", "BPR", "ItemKNN", "Similarity", "Weighting"]
@@ -137,7 +146,7 @@ class _ImplicitRecommender(Recommender):
         self.item_ids_ = item_ids
         self.customer_ids_ = customer_ids
         self.reference_time_ = reference_time
-        self.user_items_: sp.csr_matrix = counts
+        self.user_items_ = OverlayCSR(counts)  # fold-in replaces a customer's row, not the matrix
         self.item_seen_: np.ndarray = np.diff(counts.tocsc().indptr) > 0
         with single_blas():
             self.model_ = self._learn(counts)  # last: its presence marks the model fitted
@@ -171,16 +180,13 @@ class _ImplicitRecommender(Recommender):
         if frame.height == 0:
             return self
         self.customer_ids_ = self.customer_ids_.extend(frame["customer_id"].to_list())
-        add = interaction_matrix(
+        r, c, w = purchase_entries(
             frame, self.customer_ids_, self.item_ids_, weight="count",
             half_life_days=self.half_life_days, reference_time=self.reference_time_,
         )
-        old = self.user_items_.copy()
-        old.resize(add.shape)
-        merged = (old + add).tocsr()
-        merged.sort_indices()
-        self.user_items_ = merged
-        rows = np.flatnonzero(np.diff(add.indptr) > 0)
+        self.user_items_.grow(len(self.customer_ids_))
+        self.user_items_.add(r, c, w, how="sum")
+        rows = np.unique(r)
         with single_blas():
             self._after_absorb(rows)
         return self
@@ -203,7 +209,7 @@ class _ImplicitRecommender(Recommender):
             return self
         keep = np.setdiff1d(np.arange(len(self.customer_ids_)), rows)
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
-        self.user_items_ = self.user_items_[keep]
+        self.user_items_.keep_rows(keep)
         self._drop_rows(keep)
         return self
 
@@ -267,14 +273,14 @@ class _ImplicitRecommender(Recommender):
             "item_ids": self.item_ids_.to_numpy(),
             "customer_ids": self.customer_ids_.to_numpy(),
             "item_seen": self.item_seen_,
-            **csr_arrays("user_items", self.user_items_),
+            **csr_arrays("user_items", self.user_items_.tocsr()),
         }
 
     def _set_base_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         self.item_ids_ = IdMap(arrays["item_ids"])
         self.customer_ids_ = IdMap(arrays["customer_ids"])
         self.item_seen_ = arrays["item_seen"].astype(bool)
-        self.user_items_ = csr_from_arrays("user_items", arrays)
+        self.user_items_ = OverlayCSR(csr_from_arrays("user_items", arrays))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])
 
 
@@ -335,10 +341,8 @@ class _FactorRecommender(_ImplicitRecommender):
 
     def _set_user_factors(self, rows: np.ndarray, factors: np.ndarray) -> None:
         """Write folded-in factors for ``rows``, growing the user matrix for new customers."""
-        current = self.model_.user_factors
-        missing = len(self.customer_ids_) - current.shape[0]
-        if missing > 0:
-            current = np.vstack([current, np.zeros((missing, current.shape[1]), dtype=current.dtype)])
+        # capacity doubling: a new customer must not copy every customer's factors (350 MB at H&M size)
+        current = ensure_len(self.model_.user_factors, len(self.customer_ids_), 0)
         current[rows] = factors
         self.model_.user_factors = current
         self.model_._user_norms = None  # implicit's caches of the user side
@@ -504,7 +508,7 @@ class ALS(_FactorRecommender):
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {
             **self._base_state(),
-            "user_factors": np.asarray(self.model_.user_factors),
+            "user_factors": np.asarray(self.model_.user_factors)[: len(self.customer_ids_)],
             "item_factors": np.asarray(self.model_.item_factors),
             "bm25_item_norm": self.bm25_item_norm_,
         }
@@ -643,7 +647,7 @@ class BPR(_FactorRecommender):
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         arrays = {
             **self._base_state(),
-            "user_factors": np.asarray(self.model_.user_factors),
+            "user_factors": np.asarray(self.model_.user_factors)[: len(self.customer_ids_)],
             "item_factors": np.asarray(self.model_.item_factors),
             "negative_mean": self.negative_mean_,
         }

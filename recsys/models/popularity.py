@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
+from recsys.models._overlay import OverlayCSR
 from recsys.models.base import Recommendations, Recommender, check_param, interaction_matrix, top_n
 
 __all__ = ["Popularity"]
@@ -80,7 +81,7 @@ class Popularity(Recommender):
         base = self._counts(purchases.filter(pl.col("ts") > self.reference_time_ - timedelta(days=self.trend_base_days)), None)
         ratio = self.trend_base_days / self.trend_window_days
         self.trend_ = ((recent * ratio + self.trend_prior) / (base + self.trend_prior)).astype(np.float32)
-        self.bought_ = interaction_matrix(purchases, self.customer_ids_, self.item_ids_, weight="binary")
+        self.bought_ = OverlayCSR(interaction_matrix(purchases, self.customer_ids_, self.item_ids_, weight="binary"))
 
     def _counts(self, purchases: pl.DataFrame, half_life: float | None) -> np.ndarray:
         idx = self.item_ids_.index(purchases["item_id"].to_list())
@@ -103,7 +104,7 @@ class Popularity(Recommender):
         extra = 0
         if exclude_bought and b:
             known = rows[rows >= 0]
-            extra = int(np.diff(self.bought_.indptr)[known].max()) if len(known) else 0
+            extra = int(np.diff(self.bought_[known].indptr).max()) if len(known) else 0
         ranked_idx, ranked_val = self._ranked()
         top_idx, top_val = ranked_idx[: n + extra], ranked_val[: n + extra]
         out_idx = np.full((b, n), -1, dtype=np.int64)
@@ -113,10 +114,9 @@ class Popularity(Recommender):
             out_idx[:, :k] = top_idx[:k]
             out_val[:, :k] = top_val[:k]
             return out_idx, out_val
-        indptr, indices = self.bought_.indptr, self.bought_.indices
         for r, row in enumerate(rows):
             if row >= 0:
-                keep = ~np.isin(top_idx, indices[indptr[row]:indptr[row + 1]])
+                keep = ~np.isin(top_idx, self.bought_.row_arrays(int(row))[0])
                 idx, val = top_idx[keep][:n], top_val[keep][:n]
             else:
                 idx, val = top_idx[:n], top_val[:n]
@@ -153,10 +153,8 @@ class Popularity(Recommender):
         self._check_fitted()
         purchases = interactions.filter(pl.col("event") == "purchase") if "event" in interactions.columns else interactions
         self.customer_ids_ = self.customer_ids_.extend(purchases["customer_id"].to_list())
-        add = interaction_matrix(purchases, self.customer_ids_, self.item_ids_, weight="binary")
-        old = self.bought_
-        old.resize((len(self.customer_ids_), len(self.item_ids_)))
-        self.bought_ = ((old + add) > 0).astype(np.float32).tocsr()
+        self.bought_.add(self.customer_ids_.index(purchases["customer_id"].to_list()),
+                         self.item_ids_.index(purchases["item_id"].to_list()), how="or")
         return self
 
     def forget(self, customer_ids: Sequence[str]) -> Popularity:
@@ -165,7 +163,7 @@ class Popularity(Recommender):
         rows = rows[rows >= 0]
         keep = np.setdiff1d(np.arange(len(self.customer_ids_)), rows)
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
-        self.bought_ = self.bought_[keep]
+        self.bought_.keep_rows(keep)
         return self
 
     # ----------------------------------------------------------- persistence
@@ -189,6 +187,6 @@ class Popularity(Recommender):
         self.scores_ = arrays["scores"]
         self.trend_ = arrays["trend"]
         ind = arrays["bought_indices"]
-        self.bought_ = sp.csr_matrix((np.ones(len(ind), np.float32), ind, arrays["bought_indptr"]),
-                                     shape=(len(self.customer_ids_), len(self.item_ids_)))
+        self.bought_ = OverlayCSR(sp.csr_matrix((np.ones(len(ind), np.float32), ind, arrays["bought_indptr"]),
+                                                shape=(len(self.customer_ids_), len(self.item_ids_))))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])

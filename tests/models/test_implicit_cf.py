@@ -63,7 +63,7 @@ def _share(ids: np.ndarray, category: dict[str, str], cats: set[str]) -> float:
 # ------------------------------------------------------------------------------- helpers
 def test_bm25_rows_reproduce_implicit_bm25_weight(fitted: dict) -> None:
     """Fold-in re-weights single rows; that is only consistent if the row formula equals implicit's."""
-    m = fitted[ALS].user_items_
+    m = fitted[ALS].user_items_.tocsr()
     expected = bm25_weight(m.T, K1=100.0, B=0.8).T.tocsr()
     got = bm25_rows(m, bm25_item_norm(m, 0.8), 100.0)
     np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-6, atol=1e-9)
