@@ -33,6 +33,7 @@ from serving._bentoml_fix import patch_timeout_middleware
 from serving.consent import CONSENT_ROUTES, consent_routes
 from serving.demo import demo_routes
 from serving.errors import Detail, error_response, log_refusal
+from serving.experiment import ServiceExperimentState
 from serving.guard import ApiRoute, RequestGuard
 from serving.openapi import build_spec, docs_routes
 from serving.schemas import (
@@ -208,9 +209,11 @@ def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> lis
     return out
 
 
-def _body(online: OnlineRecommender, items: list[Item]) -> bytes:
-    """The ``RecommendResponse`` JSON of an answer (the declared response model: OpenAPI documents it)."""
-    return RecommendResponse.model_construct(model_version=online.version, items=items).model_dump_json().encode()
+def _body(online: OnlineRecommender, items: list[Item], **experiment: Any) -> bytes:
+    """The ``RecommendResponse`` JSON of an answer (the declared response model: OpenAPI documents it);
+    ``experiment``: its ``experiment``, ``arm`` and ``recommendation_id`` (serving/experiment.py)."""
+    return RecommendResponse.model_construct(model_version=online.version, items=items,
+                                             **experiment).model_dump_json().encode()
 
 
 def _json(body: bytes) -> Response:
@@ -248,6 +251,9 @@ class CrossSell:
         self.state = ServingState(self.settings)
         self.state.start()
         _state = self.state
+        self.experiment = ServiceExperimentState.from_env(self.state)  # A/B: None unless configured
+        if self.experiment is not None:
+            self.experiment.start()
         quiet_gc()
 
     def __is_ready__(self) -> bool:
@@ -257,6 +263,8 @@ class CrossSell:
     def _shutdown(self) -> None:
         """Stop the watcher and the log follower (their threads would outlive the app in tests)."""
         self.state.stop()
+        if self.experiment is not None:
+            self.experiment.stop()
 
     # ------------------------------------------------------------- helpers
     def _unavailable(self, ctx: bentoml.Context, route: str) -> JSONResponse:
@@ -272,6 +280,9 @@ class CrossSell:
         f = req.filters
         filters = OnlineFilters(tuple(f.categories), tuple(f.exclude_item_ids), f.price_min, f.price_max)
         explain = req.explain
+        if self.experiment is not None:
+            return _json(self.experiment.recommend(req, online, filters, lambda frame, o: _items(frame, o, explain),
+                                                   _body))  # type: ignore[return-value]
         body = online.recommend(req.customer_id, placement=req.placement, n=req.n,
                                 context_item_ids=req.context_item_ids, filters=filters,
                                 render=(f"json:{explain}", lambda frame: _body(online, _items(frame, online, explain))))
@@ -321,6 +332,8 @@ class CrossSell:
             "quantity": pl.Float32, "price": pl.Float64, "order_id": pl.String, "source": pl.String,
             "category": pl.String})
         stored = self.state.ingest(frame, online=online)
+        if self.experiment is not None:
+            self.experiment.after_events(req.events)
         known = [e.item_id is None or online.knows_item(e.item_id) for e in req.events]  # None: a category
         kinds = [e.event for e, k in zip(req.events, known, strict=True) if k]
         return EventsResponse(model_version=online.version, stored=stored, purchases=kinds.count("purchase"),
