@@ -68,7 +68,8 @@ class PurchaseHistory:
         self._customers = IdMap(ids)
         self.indptr = np.r_[starts, frame.height].astype(np.int64)
         self._delta = frame.clear()
-        self._delta_customers: set[str] = set()
+        #: pending rows per customer: a read takes its customer's frames, not a filter of every pending row
+        self._delta_of: dict[str, list[pl.DataFrame]] = {}
 
     def _compact(self) -> None:
         """Merge the pending rows into the indexed base (one sort of everything)."""
@@ -89,23 +90,21 @@ class PurchaseHistory:
 
     # ------------------------------------------------------------------ query
     def __contains__(self, customer_id: object) -> bool:
-        return customer_id in self._customers or customer_id in self._delta_customers
+        return customer_id in self._customers or customer_id in self._delta_of
 
     def __len__(self) -> int:
         return self._base.height + self._delta.height
 
     def _pending_of(self, customer_ids: set[str]) -> pl.DataFrame:
-        if not self._delta_customers.intersection(customer_ids):
-            return self._delta.clear()
-        ids = pl.Series(sorted(customer_ids), dtype=pl.String)
-        return self._delta.filter(pl.col("customer_id").is_in(ids.implode()))
+        frames = [f for c in sorted(customer_ids) for f in self._delta_of.get(c, ())]
+        return pl.concat(frames) if frames else self._delta.clear()
 
     def of(self, customer_id: str) -> pl.DataFrame:
         """One customer's purchases, oldest first (empty frame if unknown)."""
         row = self._customers.get(customer_id)
         base = (self._base.clear() if row < 0 else
                 self._base.slice(int(self.indptr[row]), int(self.indptr[row + 1] - self.indptr[row])))
-        if customer_id not in self._delta_customers:
+        if customer_id not in self._delta_of:
             return base
         return pl.concat([base, self._pending_of({customer_id})]).sort("ts", "item_id")
 
@@ -145,7 +144,8 @@ class PurchaseHistory:
         new = _conform(interactions)
         if new.height:
             self._delta = pl.concat([self._delta, new])
-            self._delta_customers.update(new["customer_id"].unique().to_list())
+            for (cid,), part in new.partition_by("customer_id", as_dict=True, maintain_order=True).items():
+                self._delta_of.setdefault(cid, []).append(part)
             if self._delta.height > max(_COMPACT_MIN_ROWS, self._base.height // 100):
                 self._compact()
         return self

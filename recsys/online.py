@@ -52,10 +52,16 @@ class Filters:
 
 @dataclass
 class _Cache:
-    """Small LRU of final answers; a customer's entries are dropped when their events arrive."""
+    """Small LRU of final answers; a customer's entries are dropped when their events arrive.
 
-    size: int = 20_000
+    Keys start with the customer id; ``by_customer`` indexes them so dropping one customer's answers
+    costs their entries, not a scan of the whole cache (the scan was 22 % of the worker's time under
+    realistic traffic with events).  ``size`` counts entries: an answer takes two (the list and its JSON).
+    """
+
+    size: int = 40_000
     data: OrderedDict[tuple[Any, ...], Any] = field(default_factory=OrderedDict)
+    by_customer: dict[Any, set[tuple[Any, ...]]] = field(default_factory=dict)
 
     def get(self, key: tuple[Any, ...]) -> Any | None:
         value = self.data.get(key)
@@ -65,12 +71,22 @@ class _Cache:
 
     def put(self, key: tuple[Any, ...], value: Any) -> None:
         self.data[key] = value
+        self.by_customer.setdefault(key[0], set()).add(key)
         if len(self.data) > self.size:
-            self.data.popitem(last=False)
+            old, _ = self.data.popitem(last=False)
+            keys = self.by_customer.get(old[0])
+            if keys is not None:
+                keys.discard(old)
+                if not keys:
+                    del self.by_customer[old[0]]
 
     def drop_customer(self, customer_id: str) -> None:
-        for key in [k for k in self.data if k[0] == customer_id]:
-            del self.data[key]
+        for key in self.by_customer.pop(customer_id, ()):
+            self.data.pop(key, None)
+
+    def clear(self) -> None:
+        self.data.clear()
+        self.by_customer.clear()
 
 
 class OnlineRecommender:
@@ -366,7 +382,7 @@ class OnlineRecommender:
                     # were computed at the old clock (dated rules, "bought in the last N days"): drop
                     # them, so an answer depends on the events folded in, not on when it was first asked.
                     self.clock = latest
-                    self.cache.data.clear()
+                    self.cache.clear()
             return counts
 
     def forget(self, customer_ids: Sequence[str]) -> int:
