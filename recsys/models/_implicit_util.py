@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_limits
 
 from recsys.models._util import purchases_only
 from recsys.models.base import top_n
@@ -35,9 +35,6 @@ __all__ = [
 _IMPLICIT_PAD = -np.finfo(np.float32).max / 2
 
 
-_CONTROLLER: ThreadpoolController | None = None
-
-
 @contextmanager
 def single_blas() -> Iterator[None]:
     """Scope OpenBLAS/MKL to one thread while implicit runs.
@@ -47,10 +44,7 @@ def single_blas() -> Iterator[None]:
     emits a ``RuntimeWarning`` the first time a model is constructed with BLAS threads > 1.  The
     limit is scoped (STYLE habit 12) instead of setting ``OPENBLAS_NUM_THREADS`` globally.
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:  # inspecting the loaded libraries costs ~1 ms: once per process, not per call
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):
         yield
 
 
