@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.models._util import expand_ranges, gather_rows
+
 __all__ = ["OverlayCSR", "RowTable", "ensure_len"]
 
 #: Overlay rows allowed before a merge into the base, as a share of the base's rows (and at least 64).
@@ -98,17 +100,6 @@ class RowTable:
             return {k: v[s:e] for k, v in self.columns.items()}
         return self._empty()
 
-    def lengths(self, rows: np.ndarray) -> np.ndarray:
-        """Number of records of each of ``rows`` (``-1`` rows have none)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.zeros(len(rows), dtype=np.int64)
-        base = (rows >= 0) & (rows < self.n_base)
-        out[base] = self.indptr[rows[base] + 1] - self.indptr[rows[base]]
-        if self._over:
-            for k in np.flatnonzero(self._overlaid(rows)):
-                out[k] = len(next(iter(self._over[int(rows[k])].values())))
-        return out
-
     def _overlaid(self, rows: np.ndarray) -> np.ndarray:
         if not self._over:
             return np.zeros(len(rows), dtype=bool)
@@ -124,13 +115,7 @@ class RowTable:
         rows = np.asarray(rows, dtype=np.int64)
         over = self._overlaid(rows)
         base = (rows >= 0) & (rows < self.n_base) & ~over
-        starts = np.zeros(len(rows), dtype=np.int64)
-        lens = np.zeros(len(rows), dtype=np.int64)
-        starts[base] = self.indptr[rows[base]]
-        lens[base] = self.indptr[rows[base] + 1] - starts[base]
-        local = np.repeat(np.arange(len(rows), dtype=np.int64), lens)
-        offsets = np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
-        pos = np.repeat(starts, lens) + offsets
+        local, pos = gather_rows(self.indptr, np.where(base, rows, -1))
         cols = {k: v[pos] for k, v in self.columns.items()}
         if not over.any():
             return local, cols
@@ -174,10 +159,8 @@ class RowTable:
         total = int(indptr[-1])
         # base rows kept: their whole segment moves by (new start - old start)
         base_rows = np.flatnonzero(keep_base)
-        seg = np.diff(self.indptr)[base_rows]
-        src_owner = np.repeat(base_rows, seg)
-        src = np.repeat(self.indptr[base_rows], seg) + (
-            np.arange(int(seg.sum()), dtype=np.int64) - np.repeat(np.cumsum(seg) - seg, seg))
+        owner, src = expand_ranges(self.indptr[base_rows], np.diff(self.indptr)[base_rows])
+        src_owner = base_rows[owner]
         dst = src + (indptr[src_owner] - self.indptr[src_owner])
         new_cols = {}
         for name, col in self.columns.items():
@@ -195,8 +178,7 @@ class RowTable:
         self.compact()
         keep = np.asarray(keep, dtype=np.int64)
         lens = np.diff(self.indptr)[keep]
-        owner_pos = np.repeat(self.indptr[keep], lens) + (
-            np.arange(int(lens.sum()), dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens))
+        _, owner_pos = expand_ranges(self.indptr[keep], lens)
         self.columns = {k: v[owner_pos] for k, v in self.columns.items()}
         self.indptr = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
         self._n = len(keep)
@@ -227,10 +209,6 @@ class OverlayCSR:
     @property
     def shape(self) -> tuple[int, int]:
         return (self._t.n_rows, self.n_cols)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._t.columns["data"].dtype
 
     @property
     def n_overlay(self) -> int:
@@ -301,6 +279,3 @@ class OverlayCSR:
         """Keep only rows ``keep`` (sorted), renumbered (erasure)."""
         self._t.keep_rows(keep)
         self._base = self._rebuild_base()
-
-    def sum(self, axis: int | None = None) -> np.ndarray:
-        return self.tocsr().sum(axis=axis)
