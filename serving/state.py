@@ -173,6 +173,7 @@ class ServingState:
         from recsys.privacy import erase_everywhere
 
         with self._swap_lock:
+            self._catch_up_locked()  # events stored before the erasure are folded before it, as elsewhere
             known_now = {c for c in customer_ids if self.online is not None and self.online.knows_customer(c)}
             report = erase_everywhere(customer_ids, self.store, self.registry)
             if self.online is not None:

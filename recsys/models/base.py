@@ -237,6 +237,14 @@ class Recommender(ABC):
             return Recommendations(out_ids[0], out_scores[0])
         return Recommendations(out_ids, out_scores)
 
+    def knows(self, customer_ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Which customers the model holds state for, folded-in ones included (bool per id).
+
+        Why a method, not ``customer_ids_``: a model may keep customers folded in since the last merge
+        apart from its id map (TIFU-KNN's overlay); asking the id map called them unknown until then."""
+        self._check_fitted()
+        return np.asarray(self._customer_rows(np.array(list(customer_ids), dtype=object)) >= 0)
+
     def _customer_rows(self, ids: np.ndarray) -> np.ndarray:
         """Internal row of each customer id, -1 if unknown.  Default: ``customer_ids_`` IdMap."""
         cmap: IdMap = getattr(self, "customer_ids_")

@@ -437,12 +437,19 @@ class TIFUKNN(Recommender):
         keep = np.flatnonzero(~drop)
         new_row = np.full(self._n_base + 1, -1, dtype=np.int64)  # index -1 (padding) stays -1
         new_row[keep] = np.arange(len(keep))
-        neighbours = new_row[self.neighbours_[keep]].astype(np.int32)
+        old = self.neighbours_[keep]
+        neighbours = new_row[old].astype(np.int32)
         pool = new_row[self.pool_]
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
         self._set_base(self.baskets_.take(keep), self.last_key_[keep], neighbours)
         self.pool_ = pool[pool >= 0]
         self._cache.clear()
+        # Customers who had an erased neighbour search again among the pool left: their list is then what
+        # it would be had the erased customer never been there, whether they were folded in before or
+        # after the erasure (workers meeting the two in either order agree), and k long, not k - 1.
+        lost = np.flatnonzero(((old >= 0) & (neighbours < 0)).any(axis=1))
+        if len(lost):
+            self.neighbours_[lost] = nearest(self._matrix()[lost], lost, self._pool(), self.n_neighbors, self.metric)
         return self
 
     # --------------------------------------------------------------------------- persistence

@@ -132,10 +132,9 @@ def _params(fn: object) -> set[str]:
 
 
 def _known_mask(gen: Recommender, customers: np.ndarray) -> np.ndarray:
-    cmap = getattr(gen, "customer_ids_", None)
-    if cmap is None:
+    if getattr(gen, "customer_ids_", None) is None:
         return np.ones(len(customers), dtype=bool)
-    return cmap.index(customers) >= 0
+    return gen.knows(customers)
 
 
 def widen(long: pl.DataFrame, generator_names: Sequence[str], reason_of: Mapping[str, str]) -> pl.DataFrame:

@@ -131,3 +131,46 @@ def test_empty_interactions_is_fit_error_or_works(model_cls: type[Recommender], 
         from recsys.exceptions import RecsysError
 
         assert isinstance(exc, RecsysError), f"{type(exc).__name__}: {exc}"
+
+
+def test_forget_and_fold_in_commute(model_cls: type[Recommender], tiny: Dataset) -> None:
+    """Erasing one customer and folding in another's purchase give the same state in either order.
+
+    Why: the service's workers meet an erasure and a purchase in whichever order they arrive; if the
+    order mattered, two workers would answer the same customer differently (and a neighbour list built
+    before the erasure would keep a trace of the erased customer)."""
+    from datetime import datetime
+
+    purchase = pl.DataFrame({"customer_id": ["c9", "c9"], "item_id": ["a1", "s1"],
+                             "ts": [datetime(2025, 3, 1)] * 2, "order_id": ["o99", "o99"],
+                             "event": ["purchase", "purchase"]})
+
+    def run(forget_first: bool) -> tuple[np.ndarray, np.ndarray]:
+        m = model_cls().fit(tiny)
+        try:
+            for step in ("forget", "fold") if forget_first else ("fold", "forget"):
+                m.forget(["c3"]) if step == "forget" else m.partial_fit(purchase)
+        except NotImplementedError:
+            pytest.skip(f"{model_cls.__name__} does not fold in or forget")
+        r = m.recommend(["c9", "c1"], n=4)
+        return r.ids, r.scores
+
+    (ids_a, scores_a), (ids_b, scores_b) = run(True), run(False)
+    assert (ids_a == ids_b).all(), (ids_a, ids_b)
+    np.testing.assert_allclose(scores_a, scores_b, rtol=1e-5)
+
+
+def test_knows_folded_in_customers(model_cls: type[Recommender], tiny: Dataset) -> None:
+    """``knows`` says yes for a customer folded in since fit (the candidate layer asks it)."""
+    from datetime import datetime
+
+    m = model_cls().fit(tiny)
+    assert m.knows(["c1", "nobody"]).tolist() == [True, False] or m.serves_unknown or \
+        getattr(m, "customer_ids_", None) is None
+    try:
+        m.partial_fit(pl.DataFrame({"customer_id": ["c9"], "item_id": ["a1"], "ts": [datetime(2025, 3, 1)],
+                                    "order_id": ["o99"], "event": ["purchase"]}))
+    except NotImplementedError:
+        pytest.skip(f"{model_cls.__name__} does not fold in")
+    if getattr(m, "customer_ids_", None) is not None:
+        assert m.knows(["c9"]).all()

@@ -203,6 +203,24 @@ def test_forget_erases_the_customer_everywhere(crowd: Dataset) -> None:
     assert m.recommend("c011", n=5).ids.shape == (5,)
 
 
+
+def test_forget_and_fold_in_commute_and_keep_k_neighbours(crowd: Dataset) -> None:
+    """Erasing a customer who is someone's neighbour, and folding in a new buyer, in either order: the
+    same neighbour lists (k long: those who lost a neighbour search again) and the same answers.  Two
+    service workers meeting an erasure and a purchase in different orders once answered differently."""
+    buyer = _events([("new", "i01", 90, "z"), ("new", "i02", 90, "z")])
+    probe = TIFUKNN(n_neighbors=5).fit(crowd).partial_fit(buyer)
+    nb = probe._neighbours(probe._customer_rows(np.array(["new"], dtype=object)))[0]
+    victim = str(probe.customer_ids_.ids[nb[0]])  # the buyer's nearest neighbour
+    a = TIFUKNN(n_neighbors=5).fit(crowd).forget([victim]).partial_fit(buyer)
+    b = TIFUKNN(n_neighbors=5).fit(crowd).partial_fit(buyer).forget([victim])
+    assert a.knows(["new"]).all() and b.knows(["new"]).all()  # folded in, merged or not
+    ra, rb = a.recommend(["new", "c011"], n=8), b.recommend(["new", "c011"], n=8)
+    assert (ra.ids == rb.ids).all()
+    np.testing.assert_allclose(ra.scores, rb.scores, rtol=1e-6)
+    assert (b.neighbours_ >= 0).sum(axis=1).min() == 5
+
+
 # ------------------------------------------------------------------------------------ explanations
 def test_own_items_are_buy_again_and_the_rest_similar_customers(crowd: Dataset) -> None:
     m = TIFUKNN(n_neighbors=10).fit(crowd)
