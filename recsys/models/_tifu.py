@@ -169,22 +169,26 @@ class Pool:
 def nearest(queries: sp.csr_matrix, query_rows: np.ndarray, pool: Pool, k: int, metric: Metric) -> np.ndarray:
     """The ``k`` pool customers nearest each query, as customer rows (``(len(queries), k)``, -1 padded).
 
-    ``euclidean`` (the paper's choice) is ``‖u‖² + ‖v‖² − 2 u·v`` on a dense block of query × pool
-    cells; ``cosine`` keeps only pool customers sharing an item.  A query never neighbours itself
-    (``query_rows`` are the queries' own customer rows).  Ties go to the lower customer row, so any
-    batch size gives the same neighbours.  Memory: ``BLOCK_CELLS`` cells at a time, whatever the shop.
+    ``euclidean`` (the paper's choice) ranks by ``‖u − v‖² = ‖u‖² + ‖v‖² − 2 u·v``, i.e. by
+    ``2 u·v − ‖v‖²`` (``‖u‖²`` is the query's own constant); ``cosine`` keeps only pool customers
+    sharing an item.  A query never neighbours itself (``query_rows`` are the queries' own customer
+    rows).  Ties go to the lower customer row, so any batch size gives the same neighbours.  Memory:
+    ``BLOCK_CELLS`` cells at a time, whatever the shop; blocks run on two threads (the products and
+    the partial sorts release the GIL), each writing its own rows of the result.
     """
     n_q, n_pool = queries.shape[0], len(pool)
     out = np.full((n_q, k), -1, dtype=np.int32)
     if n_q == 0 or n_pool == 0 or k == 0:
         return out
+    queries = sp.csr_matrix(queries)
     q_sq = np.asarray(queries.multiply(queries).sum(axis=1), dtype=np.float64).ravel()
     step = max(1, BLOCK_CELLS // n_pool)
-    for lo in range(0, n_q, step):
+
+    def block(lo: int) -> None:
         hi = min(n_q, lo + step)
         dot = (queries[lo:hi] @ pool.t).toarray().astype(np.float64)
         if metric == "euclidean":
-            score = -(q_sq[lo:hi, None] + pool.sq[None, :] - 2.0 * dot)
+            score = 2.0 * dot - pool.sq[None, :]
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
                 score = dot / np.sqrt(q_sq[lo:hi, None] * pool.sq[None, :])
@@ -197,6 +201,15 @@ def nearest(queries: sp.csr_matrix, query_rows: np.ndarray, pool: Pool, k: int, 
         got = pool.rows[idx].astype(np.int32)
         got[~np.isfinite(val)] = -1
         out[lo:hi, : got.shape[1]] = got
+
+    starts = range(0, n_q, step)
+    if len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tifu-nearest") as workers:
+            list(workers.map(block, starts))
+    else:
+        block(0)
     return out
 
 

@@ -156,3 +156,30 @@ def test_lightgbm_refuses_what_arrays_cannot_hold() -> None:
                     "verbose": -1}, lgb.Dataset(X, X[:, 1]), num_boost_round=3)
     with pytest.raises(ValueError, match="random-forest"):
         TreeEnsemble.from_lightgbm(rf)
+
+
+def test_every_walker_gives_the_same_scores_bit_for_bit() -> None:
+    """``predict`` runs LightGBM's predictor on our arrays written as its text model; scikit-learn's
+    walkers (summing trees in the same order) must give the same doubles, NaN branches, baseline and one-leaf trees
+    included (a forced one-leaf tree is appended by hand)."""
+    X, y = _data(2)
+    clf = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=15, random_state=0).fit(X, y)
+    ens = TreeEnsemble.from_sklearn(clf)
+    n = len(ens.feature)
+    one_leaf = TreeEnsemble(
+        feature=np.r_[ens.feature, 0], threshold=np.r_[ens.threshold, 0.0],
+        missing_left=np.r_[ens.missing_left, False], left=np.r_[ens.left, 0], right=np.r_[ens.right, 0],
+        value=np.r_[ens.value, 0.125], is_leaf=np.r_[ens.is_leaf, True], roots=np.r_[ens.roots, n],
+        baseline=ens.baseline, max_depth=ens.max_depth)
+    for model in (ens, one_leaf):
+        assert model._lightgbm(X.shape[1]) is not None
+        fast = model.predict(X)
+        np.testing.assert_allclose(fast, model.predict_numpy(X), rtol=1e-12)  # numpy sums pairwise
+        compiled = model._compiled()
+        assert compiled is not None
+        slow = np.full(len(X), model.baseline)
+        for p in compiled:
+            slow += p.predict(np.ascontiguousarray(X, dtype=np.float64), np.zeros((0, 8), np.uint32),  # type: ignore[attr-defined]
+                              np.zeros(X.shape[1], np.uint32), 1)
+        assert np.array_equal(fast, slow)
+    np.testing.assert_allclose(one_leaf.predict(X), ens.predict(X) + 0.125, rtol=1e-12)
