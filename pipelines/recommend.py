@@ -46,13 +46,15 @@ def recommend_cmd(
     workers: WorkersOpt = None,
     bundle_via: ShipOpt = None,
 ) -> None:
-    """Write (customer_id, rank, item_id, score, reason_type) for the chosen customers, streamed in batches.
+    """Write (customer_id, rank, item_id, score, reason_type, reason_text, source_item_id, source_date,
+    due_date) for the chosen customers, streamed in batches.
 
     With --engine ray, --out is a folder of Parquet parts (in customer order) written by a Ray Data job.
     """
     from recsys.batch import recommend_batches, write_recommendations
     from recsys.bundle import load_bundle
     from recsys.campaigns import parse_shard, shard_mask
+    from recsys.reasons import item_names
 
     if (customers is None) == (not all_customers):
         raise typer.BadParameter("give exactly one of --customers FILE or --all", param_hint="--customers/--all")
@@ -72,7 +74,8 @@ def recommend_cmd(
     ids = hybrid.history.customers.ids.tolist() if all_customers else read_customers(customers)  # type: ignore[arg-type]
     if shard_t is not None:
         ids = [c for c, keep in zip(ids, shard_mask(ids, shard_t), strict=True) if keep]
-    frames = recommend_batches(hybrid, ids, n, new_only=not include_bought, batch=batch, progress=progress)
+    frames = recommend_batches(hybrid, ids, n, new_only=not include_bought, batch=batch, progress=progress,
+                               names=item_names(bundle.catalogue))
     summary = write_recommendations(frames, out, customers=len(ids))
     typer.echo(f"wrote {summary.rows:,} rows for {len(ids):,} customers from {version.tag} → {out} "
                f"({summary.seconds:.1f}s, {summary.per_second:,.0f} customers/s)")

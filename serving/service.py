@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from recsys.online import Filters as OnlineFilters
 from recsys.online import OnlineRecommender
+from recsys.reasons import reason_text
 from serving._bentoml_fix import patch_timeout_middleware
 from serving.consent import CONSENT_ROUTES, consent_routes
 from serving.demo import demo_routes
@@ -173,21 +174,6 @@ extra.routes.extend(demo_routes(lambda: _state))  # /demo storefront page: off u
 extra.routes.extend(consent_routes(lambda: _state))  # POST /consent, /unsubscribe (admin key)
 
 
-def _reason_text(reason: str, source: str | None, when: datetime | None, names: dict[str, Any]) -> str | None:
-    name = names.get(source) if source else None
-    label = f"{name} ({source})" if name else source
-    if reason in ("complements_category", "bought_with", "buy_again") and source:
-        day = f" on {when:%Y-%m-%d}" if when else ""
-        verb = {"buy_again": "Buy again: you bought", "bought_with": "Often bought with"}.get(reason)
-        if reason == "bought_with":
-            return f"{verb} {label}"
-        if reason == "buy_again":
-            return f"{verb} {label}{day}"
-        return f"Because you bought {label}{day}" if when else f"Goes well with {label}"
-    return {"similar_customers": "Customers like you bought this", "trending_in_category": "Trending in your categories",
-            "popular": "Popular right now", "pinned": "Featured", "similar_items": "Similar item"}.get(reason)
-
-
 def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> list[Item]:
     """Response items from a final list.  ``model_construct``: every value comes from our own model
     and catalogue, already typed, so re-validating it would only cost time on every answer."""
@@ -202,7 +188,7 @@ def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> lis
             reason = Reason.model_construct(
                 type=kind, source_item_id=source,
                 source_date=when.date() if isinstance(when, datetime) else None,
-                text=_reason_text(kind, source, when, online.item_name),
+                text=reason_text(kind, source, when, online.item_name),
             )
         out.append(Item.model_construct(item_id=item_id, score=float(score) if score is not None else 0.0,
                                         category=category, reason=reason))

@@ -9,6 +9,7 @@ number of workers.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +20,7 @@ from recsys.campaigns._config import Campaign
 from recsys.campaigns._context import PickContext
 from recsys.campaigns._strategies import CHECKED_STRATEGIES, PARALLEL_STRATEGIES, candidates
 from recsys.campaigns._util import max_int, rank_within
+from recsys.reasons import item_names, with_reason_text
 from recsys.rules import PlacementRules, RuleSet
 
 __all__ = ["MIN_PARALLEL_BATCH", "pick"]
@@ -27,7 +29,8 @@ __all__ = ["MIN_PARALLEL_BATCH", "pick"]
 #: dataframe steps outweighs the overlap (CJ: 1,193 customers ran faster as one batch than as two).
 MIN_PARALLEL_BATCH = 1000
 _PICK_SCHEMA = {"customer_id": pl.String, "campaign": pl.String, "rank": pl.Int32, "item_id": pl.String,
-                "score": pl.Float64, "reason": pl.String, "source_item_id": pl.String}
+                "score": pl.Float64, "reason": pl.String, "source_item_id": pl.String, "reason_text": pl.String,
+                "source_date": pl.Date, "due_date": pl.Date}
 
 
 def pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list[str],
@@ -47,9 +50,11 @@ def pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list[
     if parallel:
         batch_size = min(batch_size, max(MIN_PARALLEL_BATCH, -(-len(eligible) // workers)))
 
+    names = item_names(ctx.data.items)
+
     def one(batch_hist: tuple[list[str], pl.DataFrame]) -> tuple[int, pl.DataFrame, int]:
         batch, hist = batch_hist
-        return (len(batch), *_pick_batch(ctx, ruleset, campaign, batch, hist, resend))
+        return (len(batch), *_pick_batch(ctx, ruleset, campaign, batch, hist, resend, names))
 
     parts, removed = [], 0
     batches = ctx.batches(eligible, batch_size)
@@ -67,8 +72,11 @@ def pick(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, eligible: list[
 
 
 def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: list[str], hist: pl.DataFrame,
-                resend: pl.DataFrame | None) -> tuple[pl.DataFrame, int]:
-    """One batch's picks (``PICK_COLUMNS``) and how many candidate items the re-send window removed."""
+                resend: pl.DataFrame | None, names: Mapping[str, str | None]) -> tuple[pl.DataFrame, int]:
+    """One batch's picks (``PICK_COLUMNS``) and how many candidate items the re-send window removed.
+
+    Each pick carries its reason in the service's words (``recsys.reasons``), the day of the purchase
+    behind it and, for items due again (``replenishment``), the predicted next-purchase day."""
     rules = ruleset.rules
     removed = 0
     cand, due = candidates(ctx, campaign, batch, hist)
@@ -91,10 +99,17 @@ def _pick_batch(ctx: PickContext, ruleset: RuleSet, campaign: Campaign, batch: l
                .group_by("customer_id", maintain_order=True).head(campaign.n_picks)
                .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id")
                              .alias("rank")))
+    out = with_reason_text(out, names)
+    if due is not None and "due_ts" in due.columns and out.height:
+        out = out.join(due.select("customer_id", "item_id", pl.col("due_ts").cast(pl.Date).alias("due_date")),
+                       on=["customer_id", "item_id"], how="left", maintain_order="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.Date).alias("due_date"))
     return out.select(
         "customer_id", pl.lit(campaign.name, pl.String).alias("campaign"),
         pl.col("rank").cast(pl.Int32), "item_id", pl.col("score").cast(pl.Float64),
-        pl.col("reason_type").alias("reason"), "source_item_id",
+        pl.col("reason_type").alias("reason"), "source_item_id", "reason_text",
+        pl.col("source_ts").cast(pl.Date).alias("source_date"), "due_date",
     ), removed
 
 

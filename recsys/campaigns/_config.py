@@ -61,6 +61,7 @@ _OPTION_USERS: dict[str, tuple[str, ...]] = {
     "new_within_days": ("new_in_category",),
     "top_categories": ("new_in_category",),
     "due_ratio": ("replenishment",),
+    "due_within_days": ("replenishment",),
     "per_category": ("complements", "upsell", "new_in_category", "welcome", "abandoned_cart"),
     "cart_age_hours": ("abandoned_cart",),
     "cart_max_age_days": ("abandoned_cart",),
@@ -115,7 +116,8 @@ class Strategy(_Strict):
       bought in the last ``lookback_days``, plus items bought with those very purchases (item co-purchase);
       reason names the purchase.
     * ``replenishment`` — items the buy-again model finds due (days since last purchase within
-      ``due_ratio`` × the expected interval) in replenishable categories (``categories`` overrides which).
+      ``due_ratio`` × the expected interval, or the predicted next purchase within ``due_within_days``
+      of ``now``) in replenishable categories (``categories`` overrides which).
     * ``upsell`` — bestsellers of categories the customer bought, priced ``price_ratio`` × what they paid.
     * ``new_in_category`` — items first sold in the last ``new_within_days`` in the customer's
       ``top_categories`` favourite categories.
@@ -144,6 +146,9 @@ class Strategy(_Strict):
     top_categories: int = Field(3, ge=1, le=50)
     #: replenishment: [low, high] of days-since-last-purchase ÷ expected interval.
     due_ratio: tuple[float, float] = (0.8, 2.5)
+    #: replenishment: [before, after] — send only when the predicted next purchase (``due_date``) is at most
+    #: ``before`` days ahead of ``now`` and at most ``after`` days past it (replaces ``due_ratio`` when set).
+    due_within_days: tuple[float, float] | None = None
     #: Bestsellers considered per target category.
     per_category: int = Field(10, ge=1, le=500)
     #: abandoned_cart: the cart's newest open item went in at least this many hours before ``now``.
@@ -159,6 +164,9 @@ class Strategy(_Strict):
             users = {k: "/".join(_OPTION_USERS[k]) for k in wrong}
             raise ValueError("option(s) not used by strategy " + repr(self.kind) + ": "
                              + ", ".join(f"{k} (only {u})" for k, u in users.items()))
+        if self.due_within_days is not None and min(self.due_within_days) < 0:
+            raise ValueError(f"due_within_days must be [before, after] in days, both >= 0, "
+                             f"got {list(self.due_within_days)}")
         for name in ("price_ratio", "due_ratio"):
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi) or hi <= 0:

@@ -75,7 +75,8 @@ Picker = Callable[..., tuple[pl.DataFrame, int]]
 
 #: Columns of the exported picks file, in order.
 PICK_COLUMNS: tuple[str, ...] = (
-    "customer_id", "campaign", "rank", "item_id", "score", "reason", "source_item_id",
+    "customer_id", "campaign", "rank", "item_id", "score", "reason", "source_item_id", "reason_text",
+    "source_date", "due_date",
 )
 
 

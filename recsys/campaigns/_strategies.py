@@ -284,7 +284,9 @@ def _top_per_customer(frame: pl.DataFrame, score: str, tie: str, k: int) -> pl.D
 
 
 def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], hist: pl.DataFrame) -> _Result:
-    """Items due again: days since the last purchase within ``due_ratio`` × the expected interval."""
+    """Items due again: the buy-again model's predicted next purchase (``BuyAgain.due_dates``: the last
+    purchase — of the category, for replenishable ones — plus the expected interval) lies within
+    ``due_within_days`` of ``now``, or the days since that purchase within ``due_ratio`` × the interval."""
     s = campaign.strategy
     ba = ctx.hybrid.buy_again
     if ba is None:
@@ -298,17 +300,24 @@ def _replenishment(ctx: PickContext, campaign: Campaign, ids: Sequence[str], his
     if not repl:
         return _empty(), None
     rec = ba.recommend_with_sources(list(ids), 50, at=ctx.now, on_unknown="empty")
-    lo, hi = s.due_ratio
+    now = pl.lit(ctx.now, pl.Datetime("us"))
+    # days from the predicted next purchase to now (negative: not yet due)
+    late = (now - pl.col("due_ts")).dt.total_seconds() / _SECONDS_PER_DAY
+    if s.due_within_days is not None:
+        before, after = s.due_within_days
+        window = (late >= -before) & (late <= after)
+    else:  # days since the purchase the due-ness counts from ÷ expected interval
+        lo, hi = s.due_ratio
+        ratio = 1.0 + late / pl.col("expected_interval_days")
+        window = (ratio >= lo) & (ratio <= hi)
     cand = (
         rec.join(ctx.items.select("item_id", "_i", "category"), on="item_id")
         .filter(pl.col("category").is_in(repl))
-        .with_columns(((pl.lit(ctx.now, pl.Datetime("us")) - pl.col("last_bought_ts")).dt.total_seconds()
-                       / _SECONDS_PER_DAY / pl.col("expected_interval_days")).alias("due_ratio"))
-        .filter((pl.col("due_ratio") >= lo) & (pl.col("due_ratio") <= hi))
+        .filter(window)
         .with_columns(pl.col("_i").alias("_src"), pl.col("last_bought_ts").alias("source_ts"))
         .join(positions(ids), on="customer_id")
     )
-    due = cand.select("customer_id", "item_id", pl.lit(True).alias("due"))
+    due = cand.select("customer_id", "item_id", pl.lit(True).alias("due"), "due_ts")
     return _as_candidates(cand, "replenish_due"), due
 
 

@@ -23,16 +23,16 @@ from typing import Any
 import polars as pl
 
 from recsys._io import atomic_dir
-from recsys.batch import OUTPUT_COLUMNS, BatchSummary, recommend_batches
+from recsys.batch import OUTPUT_COLUMNS, OUTPUT_SCHEMA, BatchSummary, recommend_batches
 from recsys.engines._ray import BlockWorker, BundleSource, ClusterInfo, EngineError, run_blocks
 from recsys.history import PurchaseHistory
+from recsys.reasons import item_names
 
 __all__ = ["PicksWorker", "block_slices", "bundle_customer_ids", "read_parts", "recommend_ray"]
 
 log = logging.getLogger(__name__)
 
-_EMPTY = {"customer_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": pl.Float32,
-          "reason_type": pl.String}
+_EMPTY = OUTPUT_SCHEMA
 
 
 class PicksWorker(BlockWorker):
@@ -43,13 +43,15 @@ class PicksWorker(BlockWorker):
         from recsys.bundle import Bundle
 
         with source.local() as folder:
-            self.hybrid = Bundle.load(folder).hybrid
+            bundle = Bundle.load(folder)
+        self.hybrid = bundle.hybrid
+        self.names = item_names(bundle.catalogue)
         self.n, self.new_only, self.batch, self.now = n, new_only, batch, now
 
     def block(self, frame: pl.DataFrame) -> pl.DataFrame:
         ids = frame["customer_id"].to_list()
         parts = list(recommend_batches(self.hybrid, ids, self.n, new_only=self.new_only, batch=self.batch,
-                                       now=self.now, progress=False))
+                                       now=self.now, progress=False, names=self.names))
         return pl.concat(parts) if parts else pl.DataFrame(schema=_EMPTY)
 
 

@@ -233,7 +233,8 @@ class BuyAgain(Recommender):
             z = np.log(days / expected[repl]) / self.due_width
             due = np.exp(-0.5 * z * z)
             score[repl] *= self.due_floor + (1.0 - self.due_floor) * due
-        return {"local": local, "items": items, "score": score, "last": last, "expected": expected}
+        return {"local": local, "items": items, "score": score, "last": last, "expected": expected,
+                "due_last": due_last}
 
     def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
         return self._recommend_at(rows, n, exclude_bought=exclude_bought, at=None)
@@ -297,7 +298,7 @@ class BuyAgain(Recommender):
         Columns: ``customer_id``, ``rank`` (1 = best), ``item_id``, ``score``, ``last_bought_ts``
         (the customer's last purchase of the item) and ``expected_interval_days`` (the interval the
         due-ness used: own mean shrunk toward the typical one; category level for replenishable
-        categories).  Padding is omitted.
+        categories) and ``due_ts`` (the predicted next purchase, as ``due_dates``).  Padding is omitted.
         """
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
@@ -312,8 +313,38 @@ class BuyAgain(Recommender):
                 "score": pl.Series(scores, dtype=pl.Float32),
                 "last_bought_ts": to_datetime(cand["last"][pick]),
                 "expected_interval_days": pl.Series(cand["expected"][pick], dtype=pl.Float64),
+                "due_ts": to_datetime(cand["due_last"][pick] + cand["expected"][pick] * _DAY),
             }
         )
+
+    def due_dates(
+        self,
+        customer_ids: str | Sequence[str] | np.ndarray,
+        *,
+        at: datetime | date | None = None,
+        on_unknown: OnUnknown = "empty",
+    ) -> pl.DataFrame:
+        """Every item each customer bought, with when they are predicted to buy it next.
+
+        The prediction is the one due-ness scores with: the last purchase (of the item's category for
+        replenishable categories — socks are due whichever pair was bought — of the item otherwise)
+        plus the expected interval (the customer's own mean gap shrunk toward the item's or
+        category's typical one).  Columns: ``customer_id``, ``item_id``, ``last_bought_ts`` (the
+        item), ``expected_interval_days``, ``due_ts`` (the predicted next purchase).  Unknown
+        customers have no rows (``on_unknown="raise"`` refuses them).
+        """
+        self._check_fitted()
+        at = self._check_at(at)
+        ids, rows = resolve_rows(self, customer_ids, on_unknown)
+        cand = self._candidates(rows, at)
+        due = cand["due_last"] + cand["expected"] * _DAY
+        return pl.DataFrame({
+            "customer_id": pl.Series(ids[cand["local"]].astype(str).tolist(), dtype=pl.String),
+            "item_id": pl.Series(self.item_ids_.ids[cand["items"]].astype(str).tolist(), dtype=pl.String),
+            "last_bought_ts": to_datetime(cand["last"]),
+            "expected_interval_days": pl.Series(cand["expected"], dtype=pl.Float64),
+            "due_ts": to_datetime(due),
+        })
 
     def _explained(self, rows: np.ndarray, n: int, at: datetime | None) -> tuple[Any, ...]:
         cand = self._candidates(rows, at)

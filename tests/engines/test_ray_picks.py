@@ -84,7 +84,11 @@ def test_a_worker_killed_mid_job_is_retried_and_nothing_is_lost_or_doubled(
     assert marker.exists()  # the kill happened
     got = read_parts(tmp_path / "out")
     assert got.select("customer_id", "rank").is_duplicated().sum() == 0
-    want = pl.concat(recommend_batches(Bundle.load(synthetic_bundle_dir).hybrid, ids, 12, progress=False))
+    from recsys.reasons import item_names
+
+    bundle = Bundle.load(synthetic_bundle_dir)
+    want = pl.concat(recommend_batches(bundle.hybrid, ids, 12, progress=False,
+                                       names=item_names(bundle.catalogue)))
     assert got.equals(want) and summary.rows == want.height == 12 * len(ids)
 
 

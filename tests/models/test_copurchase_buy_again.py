@@ -391,6 +391,7 @@ def test_buy_again_with_sources_matches_recommend(shop: SyntheticShop, buy_again
         "score",
         "last_bought_ts",
         "expected_interval_days",
+        "due_ts",
     ]
     assert frame.height == int((recs.ids != PAD_ID).sum())
     last = shop.dataset.purchases.group_by("customer_id", "item_id").agg(pl.col("ts").max())

@@ -93,7 +93,7 @@ def test_reasons_match_their_source_fields(service) -> None:  # type: ignore[no-
     """A reason's type matches its source fields, over many customers and every placement: shop-wide
     reasons ("Popular right now", trending, similar customers, pinned) carry no source item or date; a
     dated source is a purchase of that customer on that day; an undated one is a page/cart item."""
-    from serving.service import _reason_text
+    from recsys.reasons import reason_text
 
     history = service.bundle.hybrid.history.frame
     bought = {(c, i, t.date().isoformat()) for c, i, t in history.select("customer_id", "item_id", "ts").iter_rows()}
@@ -110,7 +110,7 @@ def test_reasons_match_their_source_fields(service) -> None:  # type: ignore[no-
             checked += 1
             if reason["type"] not in sourced:
                 assert reason["source_item_id"] is None and reason["source_date"] is None, (cid, item)
-                assert reason["text"] == _reason_text(reason["type"], None, None, {}), (cid, item)
+                assert reason["text"] == reason_text(reason["type"], None, None, {}), (cid, item)
                 continue
             assert reason["source_item_id"], (cid, item)
             if reason["source_date"] is not None:
