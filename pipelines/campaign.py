@@ -127,7 +127,10 @@ def run_cmd(
 
 
 def audience_cmd(
-    category: Annotated[str, typer.Option("--category", "-c", help="Target category, e.g. belts.")],
+    category: Annotated[str | None, typer.Option("--category", "-c", help="Target category, e.g. belts.")]
+        = None,
+    item: Annotated[str | None, typer.Option("--item", help="Target item id (its category's audience, "
+                                             "sharpened by what is bought with it).")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="How many customers to keep.")] = 5000,
     model: Annotated[str, typer.Option("--model", "-m", help="Tag, 'promoted' or 'latest'.")] = "promoted",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write the list (.parquet, .csv or .json).")]
@@ -143,25 +146,36 @@ def audience_cmd(
         "--ignore-consent", help="Rank everyone (e.g. for on-site targeting): no consent, suppression or "
                                  "erasure filter.")] = False,
 ) -> None:
-    """Customers most likely to buy from CATEGORY soon (affinity × complement graph × recency), among
-    those who may be mailed (email consent, not suppressed, not erased) unless --ignore-consent."""
+    """Customers most likely to buy from CATEGORY (or ITEM) soon (affinity × complement graph × recency;
+    for an item also × what is bought with it), among those who may be mailed (email consent, not
+    suppressed, not erased) unless --ignore-consent."""
     from recsys.bundle import load_bundle
-    from recsys.campaigns import category_propensity
+    from recsys.campaigns import category_propensity, item_propensity
 
+    if (category is None) == (item is None):
+        raise typer.BadParameter("give exactly one of --category or --item", param_hint="--category/--item")
     try:
         version, bundle = load_bundle(model)
-        ranked = category_propensity(bundle, category, n=n if ignore_consent else None, now=now)
+        if item is not None:
+            ranked = item_propensity(bundle, item, n=n if ignore_consent else None, now=now)
+        else:
+            ranked = category_propensity(bundle, category, n=n if ignore_consent else None, now=now)  # type: ignore[arg-type]
         if not ignore_consent:
             ranked = _reachable(ranked, bundle, n=n, store=store, dataset=dataset, data_path=data_path)
     except RecsysError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"top {ranked.height:,} customers for {category!r} from {version.tag}")
-    typer.echo(f"  {'#':>5}  {'customer':<14} {'score':>9} {'affinity':>9} {'compl.':>7}  trigger")
+    target = f"item {item!r}" if item is not None else repr(category)
+    typer.echo(f"top {ranked.height:,} customers for {target} from {version.tag}")
+    with_item = "bought_with" in ranked.columns
+    typer.echo(f"  {'#':>5}  {'customer':<14} {'score':>9} {'affinity':>9} {'compl.':>7}"
+               + (f" {'b.with':>7}" if with_item else "") + "  trigger")
     for r in ranked.head(show).iter_rows(named=True):
         trig = (f"{r['trigger_category']} ({r['trigger_item_id']}, {r['trigger_ts']:%Y-%m-%d})"
                 if r["trigger_category"] else "-")
+        if with_item and r["bought_with_item_id"]:
+            trig += f"; bought with {r['bought_with_item_id']}"
         typer.echo(f"  {r['rank']:>5}  {r['customer_id']:<14} {r['score']:>9.4f} {r['affinity']:>9.4f} "
-                   f"{r['complement']:>7.2f}  {trig}")
+                   f"{r['complement']:>7.2f}" + (f" {r['bought_with']:>7.2f}" if with_item else "") + f"  {trig}")
     if out is not None:
         _write_atomic(ranked, out)
         typer.echo(f"wrote {ranked.height:,} customers → {out}")

@@ -13,6 +13,7 @@ os.environ.setdefault("BENTOML_DO_NOT_TRACK", "True")
 import typer  # noqa: E402
 
 from pipelines import campaign, data, demo, erase, experiment, models, recommend, report, segments, serve, train  # noqa: E402, E501
+from pipelines import complements as complements_cli  # noqa: E402
 from pipelines import consent as consent_cli  # noqa: E402
 from pipelines._common import setup_logging  # noqa: E402
 
@@ -34,6 +35,7 @@ app.command("segments")(segments.segments_cmd)
 app.add_typer(campaign.app, name="campaign")
 app.command("audience")(campaign.audience_cmd)
 app.add_typer(consent_cli.app, name="consent")
+app.add_typer(complements_cli.app, name="complements")  # export the category-complement map
 app.command("kpis")(experiment.kpis_cmd)  # campaign KPIs, or --experiment NAME: the read-out per arm
 
 

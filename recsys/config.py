@@ -149,7 +149,21 @@ def load_train_config(path: str | Path | None, **overrides: Any) -> TrainConfig:
             raw["split"] = split
         else:
             raw[key] = value
+    if path is not None:
+        _resolve_overrides(raw, Path(path))
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(validation_message(path or "training config", "training config", exc)) from None
+
+
+def _resolve_overrides(raw: dict[str, Any], path: Path) -> None:
+    """A relative ``category_complements.params.overrides`` file is relative to the config file's folder:
+    ``configs/train.yaml`` names ``complements_overrides.yaml`` and works from any working directory."""
+    spec = (raw.get("generators") or {}).get("category_complements")
+    params = spec.get("params") if isinstance(spec, dict) else None
+    if not isinstance(params, dict):
+        return
+    file = params.get("overrides")
+    if isinstance(file, str) and not Path(file).is_absolute():
+        params["overrides"] = str((path.parent / file).resolve())

@@ -23,6 +23,7 @@ from recsys.campaigns._audience import build_audience, category_propensity
 from recsys.campaigns._config import Campaign, campaign_from_dict, load_campaign
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask
 from recsys.campaigns._index import CampaignIndex
+from recsys.campaigns._item_audience import item_propensity
 from recsys.campaigns._kpis import campaign_kpis
 from recsys.campaigns._pressure import EXCLUSION_REASONS
 from recsys.campaigns._run import PICK_COLUMNS, CampaignRun, default_now, plan_campaign, run_campaign
@@ -46,6 +47,7 @@ __all__ = [
     "category_propensity",
     "default_now",
     "holdout_mask",
+    "item_propensity",
     "load_campaign",
     "parse_shard",
     "plan_campaign",

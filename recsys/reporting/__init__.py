@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from recsys.models.base import atomic_dir
+from recsys.reporting._complement_png import complement_graph_png
 from recsys.reporting._content import ReportContent, build_content, version_of
 from recsys.reporting._figures import Image, draw_all
 from recsys.reporting._html import render_html
 from recsys.reporting._markdown import render_markdown
 
-__all__ = ["RenderedReport", "ReportPaths", "ReportContent", "Image", "build_content", "render_report",
-           "write_report"]
+__all__ = ["RenderedReport", "ReportPaths", "ReportContent", "Image", "build_content", "complement_graph_png",
+           "render_report", "write_report"]
 
 HTML_NAME = "report.html"
 MARKDOWN_NAME = "report.md"
