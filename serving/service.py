@@ -33,6 +33,7 @@ from recsys.reasons import reason_text
 from serving._bentoml_fix import patch_timeout_middleware
 from serving.consent import CONSENT_ROUTES, consent_routes
 from serving.customer_categories import customer_routes
+from serving.dashboard import dashboard_routes
 from serving.demo import demo_routes
 from serving.errors import Detail, error_response, log_refusal
 from serving.experiment import ServiceExperimentState
@@ -174,6 +175,7 @@ extra = Starlette(routes=[Route("/status", _status, methods=["GET"]), *docs_rout
 extra.routes.extend(demo_routes(lambda: _state))  # /demo storefront page: off unless RECSYS_DEMO=1
 extra.routes.extend(consent_routes(lambda: _state))  # POST /consent, /unsubscribe (admin key)
 extra.routes.extend(customer_routes(lambda: _state))  # GET /customers/{id}/categories (admin key)
+extra.routes.extend(dashboard_routes(lambda: _state))  # GET /dashboard page; its JSON under /dashboard/api (admin key)
 
 
 def _items(frame: pl.DataFrame, online: OnlineRecommender, explain: bool) -> list[Item]:
