@@ -90,9 +90,25 @@ def kpis_cmd(
     control: Annotated[str | None, typer.Option(help="With --experiment: compare against this arm.")] = None,
     alpha: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="With --experiment: the test level "
                                                                         "(default: the experiment's).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Relationship KPIs of this shop's "
+                                                "purchases instead: repeat rate, churn, AOV, CLV, cohorts.")] = None,
+    data_path: Annotated[str | None, typer.Option(help="With --dataset: override its location.")] = None,
+    period: Annotated[str, typer.Option(help="With --dataset: week, month or quarter.")] = "month",
+    by: Annotated[str | None, typer.Option(help="With --dataset: per value_segment or lifecycle.")] = None,
+    churn_days: Annotated[float, typer.Option(min=1.0, help="With --dataset: no order for this many days "
+                                                            "= churned.")] = 90.0,
 ) -> None:
     """Per campaign and model version: recipients, CTR, conversion, revenue, AOV and uplift vs holdout;
-    with --experiment, the experiment's read-out per arm."""
+    with --experiment, the experiment's read-out per arm; with --dataset, the relationship KPIs (repeat-purchase
+    rate, retention by first-purchase cohort, churn rate, AOV, average CLV) per period and segment."""
+    if dataset is not None:
+        from pipelines.relationship import relationship_report
+
+        if by not in (None, "value_segment", "lifecycle"):
+            raise typer.BadParameter(f"must be value_segment or lifecycle, got {by!r}", param_hint="--by")
+        relationship_report(dataset=dataset, data_path=data_path, period=period, by=by, churn_days=churn_days,
+                            out=out)
+        return
     if experiment is None:
         from pipelines.campaign import kpis_cmd as campaign_kpis
 

@@ -39,7 +39,7 @@ def complement_graph_png(frame: pl.DataFrame, *, title: str = "Category compleme
         return _png(fig)
     pos = {c: (math.cos(2 * math.pi * k / len(cats) + math.pi / 2), math.sin(2 * math.pi * k / len(cats) + math.pi / 2))
            for k, c in enumerate(cats)}
-    top = max(float(frame["lift"].max() or 1.0), 1.0)
+    top = max(float(frame["lift"].cast(pl.Float64).max() or 1.0), 1.0)  # type: ignore[arg-type]
     for r in frame.iter_rows(named=True):
         (x0, y0), (x1, y1) = pos[r["source"]], pos[r["target"]]
         override = r["origin"] == "override"

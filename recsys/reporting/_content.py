@@ -108,6 +108,10 @@ class ReportContent:
     caveat: str | None
     config_json: str
     notes: list[str] = field(default_factory=list)
+    #: ``(grouping, segment, period, <KPI_COLUMNS>)`` per month (``recsys.segments.relationship_tables``).
+    relationship: pl.DataFrame | None = None
+    #: ``(cohort, offset, cohort_size, active, retention)``.
+    cohorts: pl.DataFrame | None = None
 
     @property
     def title(self) -> str:
@@ -233,13 +237,19 @@ def _segments(frame: pl.DataFrame | None) -> pl.DataFrame | None:
         return None
     lead = pl.col("group").str.extract(r"^(\d+)", 1).cast(pl.Int64, strict=False)
     label = (
-        pl.when(pl.col("group").is_null() & (pl.col("grouping") == "activity")).then(pl.lit("no history"))
+        pl.when(pl.col("group").is_null() & pl.col("grouping").is_in(["activity", "value_segment", "lifecycle"]))
+        .then(pl.lit("no history"))
         .otherwise(pl.col("group").fill_null("unknown"))
     )
+    from recsys.segments import LIFECYCLE_STAGES, VALUE_SEGMENTS
+
+    named = {g: i for i, g in enumerate((*VALUE_SEGMENTS, *LIFECYCLE_STAGES))}  # their own order, not a-z
     order = (
         pl.when(pl.col("group").is_null()).then(pl.lit(-1))
         .when(pl.col("group") == "cold").then(pl.lit(0))
         .when(pl.col("group") == "known").then(pl.lit(1))
+        .when(pl.col("group").is_in(list(named))).then(
+            pl.col("group").replace_strict(named, default=None, return_dtype=pl.Int64))
         .otherwise(lead.fill_null(10_000))
     )
     model_order = pl.col("model").replace_strict({m: i for i, m in enumerate(COMPARED)}, default=99,
@@ -478,4 +488,6 @@ def build_content(bundle: Any, *, tag: str) -> ReportContent:
         caveat=_caveat(source),
         config_json=json.dumps(cfg, indent=2, sort_keys=False, default=str),
         notes=notes,
+        relationship=tables.get("relationship"),
+        cohorts=tables.get("cohorts"),
     )

@@ -69,11 +69,16 @@ def _colour(model: str, i: int) -> str:
     return _PALETTE.get(model, _OTHER[i % len(_OTHER)])
 
 
-def _segments(content: ReportContent) -> Image | None:
+_TITLES = {"activity": "by activity (orders before cut-off)", "cold_vs_known": "cold vs known",
+           "value_segment": "by value segment (RFM at cut-off)", "lifecycle": "by lifecycle stage at cut-off"}
+
+
+def _segments(content: ReportContent, groupings: tuple[str, ...] = ("activity", "cold_vs_known"),
+              name: str = "segments") -> Image | None:
     seg = content.segments
     if seg is None:
         return None
-    groupings = [g for g in ("activity", "cold_vs_known") if g in set(seg["grouping"])]
+    groupings = tuple(g for g in groupings if g in set(seg["grouping"]))
     variants = [v for v in ("all", "new") if v in set(seg["variant"])]
     if not groupings or not variants:
         return None
@@ -100,12 +105,13 @@ def _segments(content: ReportContent) -> Image | None:
                              rotation=90 if len(groups) * len(models) > 12 else 0)
             n_by_group = dict(part.filter(pl.col("model") == models[0]).select("group", "n_customers")
                               .iter_rows())
+            shown = [g.replace("_", "\n").replace(" ", "\n") for g in groups]  # narrow columns: wrap
             ax.set_xticks(range(len(groups)),
-                          [f"{g}\nn={n_by_group[g]:,}" if n_by_group.get(g) is not None else g
-                           for g in groups])
+                          [f"{t}\nn={n_by_group[g]:,}" if n_by_group.get(g) is not None else t
+                           for g, t in zip(groups, shown, strict=True)])
             ax.set_ylabel(f"MAP@{content.k}", fontsize=9)
             ax.margins(y=0.22)
-            title = "by activity (orders before cut-off)" if grouping == "activity" else "cold vs known"
+            title = _TITLES.get(grouping, grouping)
             ax.set_title(f"{title} · {variant} purchases", fontsize=10, loc="left")
             served = part.filter(pl.col("model") == "served")
             if served.height:
@@ -116,9 +122,11 @@ def _segments(content: ReportContent) -> Image | None:
     _style(fig)
     alt = (f"Grouped bar charts of MAP@{content.k} per customer segment for "
            + ", ".join(_LABEL.get(m, m) for m in models) + ". " + "; ".join(alt_parts) + ".")
-    caption = (f"MAP@{content.k} per segment: activity tiers (orders before the test cut-off) and cold vs "
-               "known customers, on all purchases and on new items only. n = test customers in the segment.")
-    return Image("segments", _png(fig), alt, caption)
+    which = ("activity tiers (orders before the test cut-off) and cold vs known customers" if name == "segments"
+             else "value segment (RFM) and lifecycle stage at the test cut-off")
+    caption = (f"MAP@{content.k} per segment: {which}, on all purchases and on new items only. "
+               "n = test customers in the segment.")
+    return Image(name, _png(fig), alt, caption)
 
 
 def _curve(content: ReportContent) -> Image | None:
@@ -180,4 +188,8 @@ def _categories(content: ReportContent) -> Image | None:
 
 def draw_all(content: ReportContent) -> list[Image]:
     """Every chart the content supports, in report order (missing data → no image)."""
-    return [img for img in (_segments(content), _curve(content), _categories(content)) if img is not None]
+    from recsys.reporting._relationship_figures import cohort_heatmap, kpi_trends
+
+    images = (_segments(content), _segments(content, ("value_segment", "lifecycle"), "segments_value"),
+              _curve(content), _categories(content), cohort_heatmap(content), kpi_trends(content))
+    return [img for img in images if img is not None]

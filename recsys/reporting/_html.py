@@ -204,7 +204,7 @@ def _timings(c: ReportContent) -> str:
 
 
 _SECTIONS = (("headline", "Headline"), ("metrics", "Metrics vs baselines"), ("segments", "Segments"),
-             ("curve", "Precision / recall"), ("complements", "Category complements"), ("data", "Data"),
+             ("relationship", "Customer relationship"), ("curve", "Precision / recall"), ("complements", "Category complements"), ("data", "Data"),
              ("training", "Training"), ("provenance", "Provenance"))
 
 
@@ -237,8 +237,14 @@ def render_html(c: ReportContent, images: list[Image]) -> str:
         _headlines(c), "</section>",
         '<section id="metrics"><h2>Metrics vs baselines</h2>', _metrics_table(c), "</section>",
         '<section id="segments"><h2>Segments</h2>',
-        fig("segments", "Segment metrics were not recorded in this bundle."), _segments_table(c),
-        "</section>",
+        fig("segments", "Segment metrics were not recorded in this bundle."),
+        fig("segments_value", "Metrics per value segment and lifecycle stage were not recorded in this bundle."),
+        _segments_table(c), "</section>",
+        '<section id="relationship"><h2>Customer relationship</h2>',
+        "<p>Is the shop turning one-time buyers into repeat customers? Computed from all purchases at training "
+        "(<code>recsys kpis --dataset</code> prints the same numbers).</p>",
+        fig("cohorts", "Cohort retention was not recorded in this bundle."),
+        fig("kpi_trends", "Relationship KPIs were not recorded in this bundle."), "</section>",
         '<section id="curve"><h2>Precision / recall</h2>',
         fig("curve", "The precision/recall curve was not recorded in this bundle."), "</section>",
         '<section id="complements"><h2>Category complements</h2>', _complements(c), "</section>",

@@ -17,22 +17,27 @@ from recsys.segments._clv import CLVModel
 from recsys.segments._features import FEATURES, customer_features, holdout_cutoffs
 from recsys.segments._lifecycle import LIFECYCLE_STAGES, lifecycle
 from recsys.segments._lines import purchase_lines
+from recsys.segments._relationship import KPI_COLUMNS, cohort_retention, relationship_kpis, relationship_tables
 from recsys.segments._rfm import VALUE_SEGMENTS, quantile_score, rfm
 from recsys.segments._table import CHURN_BANDS, SEGMENT_COLUMNS, segments, summarize
 
 __all__ = [
     "CHURN_BANDS",
     "FEATURES",
+    "KPI_COLUMNS",
     "LIFECYCLE_STAGES",
     "SEGMENT_COLUMNS",
     "VALUE_SEGMENTS",
     "CLVModel",
     "ChurnModel",
+    "cohort_retention",
     "customer_features",
     "holdout_cutoffs",
     "lifecycle",
     "purchase_lines",
     "quantile_score",
+    "relationship_kpis",
+    "relationship_tables",
     "rfm",
     "segments",
     "summarize",

@@ -21,6 +21,7 @@ from recsys.dataset import Dataset
 from recsys.evaluation import activity_tiers, cold_vs_known, evaluate, evaluate_by_group, precision_recall_curve
 from recsys.models.popularity import Popularity
 from recsys.ranking.hybrid import HybridRecommender
+from recsys.segments import segments as segment_table
 from recsys.training._rankers import candidate_recall
 
 __all__ = ["Holdout", "evaluate_holdout"]
@@ -200,6 +201,11 @@ def evaluate_holdout(
             rows_m.append(m.with_columns(pl.lit(name).alias("model")))
         metrics = pl.concat(rows_m, how="diagonal_relaxed").select("model", pl.exclude("model"))
         groupings = {"activity": activity_tiers(fit_data), "cold_vs_known": cold_vs_known(test, fit_data)}
+        # value segment (RFM) and lifecycle stage at the cut-off: does the served list serve the valuable
+        # and the lapsing customers, not only the average one?
+        seg_table = segment_table(fit_data)
+        for column in ("value_segment", "lifecycle"):
+            groupings[column] = seg_table.select("customer_id", pl.col(column).alias("group"))
         seg_rows = []
         for name in _REPORTED:
             for grouping, groups in groupings.items():

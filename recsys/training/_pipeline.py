@@ -41,6 +41,7 @@ from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._features import ItemStats
 from recsys.ranking.hybrid import HybridRecommender
+from recsys.segments._relationship import relationship_tables
 from recsys.split import temporal_split
 from recsys.training._holdout import evaluate_holdout
 from recsys.training._rankers import label_windows, train_rankers
@@ -244,6 +245,8 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
         "git_sha": git_sha(),
     }
     tables = {"metrics": metrics, "segments": segments, "curve": curve} if evaluate else {}
+    with timer("relationship KPIs"):  # repeat rate, churn, AOV, CLV per month and cohorts, for the report
+        tables.update(relationship_tables(data))
     bundle = Bundle(hybrid, data.items, manifest, tables=tables)
     log.info("trained in %.1fs: %s; bundle fitted until %s", info["train_seconds"],
              f"served all.map@{cfg.k}={headline.get('all.map') or 0:.4f}" if evaluate else "not evaluated",

@@ -86,7 +86,8 @@ def test_writes_html_markdown_and_pngs_into_the_version_folder(written: ReportPa
     assert written.directory.name == "report-test"
     assert written.html == written.directory / "report.html" and written.html.is_file()
     assert written.markdown == written.directory / "report.md" and written.markdown.is_file()
-    assert {p.name for p in written.images} == {"segments.png", "curve.png", "categories.png"}
+    assert {p.name for p in written.images} == {"segments.png", "segments_value.png", "curve.png", "categories.png",
+                                                 "cohorts.png", "kpi_trends.png"}
     for png in written.images:
         assert png.parent == written.directory and png.read_bytes()[:8] == PNG_MAGIC
 
