@@ -12,6 +12,7 @@ training data and without unpickling code:
     ranker.npz               the tree ensemble (absent for the untrained blend)
     ranker_new.npz           the cross-sell ranker for new-to-customer lists
     generators/<name>/       each generator's own save()
+    shared/<digest>.npy      arrays two or more generators hold identically, stored once
     report/*.parquet         evaluation tables (metrics, segments, precision/recall curve)
 """
 
@@ -33,6 +34,7 @@ import polars as pl
 from recsys.config import GENERATORS
 from recsys.exceptions import BundleError
 from recsys.history import PurchaseHistory
+from recsys.models._shared import SharedArrays, plan_sharing
 from recsys.models.base import Recommender, atomic_dir
 from recsys.ranking._features import ItemStats
 from recsys.ranking._trees import TreeEnsemble
@@ -104,8 +106,13 @@ class Bundle:
     def write_into(self, folder: Path) -> None:
         """Write the bundle files into an existing (empty) folder, e.g. a BentoML model directory."""
         h = self.hybrid
+        # Arrays two generators hold identically (customer ids, purchase indices) are written once
+        # (recsys/models/_shared.py); the states are built twice so only one is in memory at a time.
+        plan = plan_sharing((name, gen._state()[0]) for name, gen in h.generators.items())
+        shared = SharedArrays(folder / "shared")
         for name, gen in h.generators.items():
-            gen.save(folder / "generators" / name)
+            arrays, meta = gen._state()
+            gen.write_state(folder / "generators" / name, arrays, meta, shared=shared, share=plan[name])
         self.catalogue.write_parquet(folder / "catalogue.parquet")
         h.history.save(folder / "history.parquet")
         h.stats.items_.write_parquet(folder / "stats_items.parquet")
@@ -140,8 +147,10 @@ class Bundle:
         if manifest.get("bundle_format") != BUNDLE_FORMAT:
             raise BundleError(f"{path}: bundle format {manifest.get('bundle_format')} is not {BUNDLE_FORMAT}")
         try:
+            shared = SharedArrays(path / "shared")
             generators = {
-                name: generator_class(name).load(path / "generators" / name) for name in manifest["generators"]
+                name: generator_class(name).load(path / "generators" / name, shared=shared)
+                for name in manifest["generators"]
             }
             catalogue = pl.read_parquet(path / "catalogue.parquet")
             history = PurchaseHistory.load(path / "history.parquet")

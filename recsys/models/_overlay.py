@@ -45,7 +45,7 @@ def ensure_len(arr: np.ndarray, n: int, fill: float | int) -> np.ndarray:
     the customer count; index them by row and slice ``[:n_customers]`` to save.
     """
     if len(arr) >= n:
-        return arr
+        return arr if arr.flags.writeable else arr.copy()  # loaded shared arrays are read-only
     out = np.full((max(n, 2 * len(arr), 16), *arr.shape[1:]), fill, dtype=arr.dtype)
     out[: len(arr)] = arr
     return out

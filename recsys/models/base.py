@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, NamedTuple, Self
@@ -31,6 +32,7 @@ from recsys._io import atomic_dir  # re-exported: it lived here before recsys._i
 from recsys.dataset import Dataset
 from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownIdError
 from recsys.idmap import IdMap
+from recsys.models._shared import SharedArrays
 
 __all__ = [
     "Explained",
@@ -287,25 +289,45 @@ class Recommender(ABC):
         """Write the fitted model to directory ``path`` atomically (arrays.npz + model.json)."""
         self._check_fitted()
         arrays, meta = self._state()
-        manifest = {
+        return self.write_state(path, arrays, meta)
+
+    def write_state(
+        self, path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any], *,
+        shared: SharedArrays | None = None, share: Mapping[str, str] | None = None,
+    ) -> Path:
+        """``save`` with the state already built; arrays named in ``share`` (name → digest) go to the
+        bundle's ``shared`` folder instead of ``arrays.npz`` (``recsys.models._shared``)."""
+        share = dict(share or {}) if shared is not None else {}
+        manifest: dict[str, Any] = {
             "class": type(self).__name__,
             "format_version": FORMAT_VERSION,
             "params": self.get_params(),
             "meta": meta,
         }
         with atomic_dir(path) as tmp:
-            np.savez(tmp / "arrays.npz", **arrays)
+            if share:
+                assert shared is not None
+                for name, key in share.items():
+                    shared.write(key, arrays[name])
+                manifest["shared"] = share
+                manifest["shared_dir"] = os.path.relpath(shared.root, path)
+            np.savez(tmp / "arrays.npz", **{k: v for k, v in arrays.items() if k not in share})
             (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str))
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Load a model written by ``save``; data only (``allow_pickle=False``)."""
+    def load(cls, path: str | Path, *, shared: SharedArrays | None = None) -> Self:
+        """Load a model written by ``save``; data only (``allow_pickle=False``).  ``shared``: the bundle's
+        shared arrays, read once for all its models (else read from the folder ``model.json`` names)."""
         path = Path(path)
         try:
             manifest = json.loads((path / "model.json").read_text())
             with np.load(path / "arrays.npz", allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
+            refs = manifest.get("shared") or {}
+            if refs:
+                store = shared if shared is not None else SharedArrays(path / manifest["shared_dir"])
+                arrays.update({name: store.read(key) for name, key in refs.items()})
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path}: cannot load {cls.__name__}: {exc}") from None
         if manifest.get("class") != cls.__name__:
