@@ -48,6 +48,8 @@ def test_unknown_dataset_name_lists_known() -> None:
 def test_demo_trains_and_promotes(tmp_path: Path) -> None:
     small = tmp_path / "train.yaml"  # the shipped config, with a smaller ranker to keep the suite fast
     small.write_text((CANONICAL.parents[1] / "train.yaml").read_text().replace("max_iter: 80", "max_iter: 20"))
+    overrides = CANONICAL.parents[1] / "complements_overrides.yaml"  # named relative to the config: beside it
+    (tmp_path / overrides.name).write_text(overrides.read_text())
     result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--no-serve", "--config", str(small)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "shop.sqlite").exists()
