@@ -262,6 +262,9 @@ class Campaign(_Strict):
     not_interested_days: float | None = Field(90.0, gt=0)
     #: Split the audience into arms by strategy or model (plus the holdout): ``recsys.campaigns._arms``.
     experiment: CampaignExperiment | None = None
+    #: Send to at most this many customers: those with the highest expected value of the mail
+    #: (P(order in 30 days) × average order value, ``recsys.campaigns._budget``); the rest "over budget".
+    budget: int | None = Field(None, ge=1)
 
     _source: str = PrivateAttr(default="campaign config")
 
@@ -274,6 +277,8 @@ class Campaign(_Strict):
     def _consistent(self) -> Campaign:
         if self.min_picks > self.n_picks:
             raise ValueError(f"min_picks ({self.min_picks}) must not exceed n_picks ({self.n_picks})")
+        if self.experiment is not None and self.budget is not None:
+            raise ValueError("budget and experiment cannot be combined yet (arms are drawn over the whole audience)")
         if self.experiment is not None:
             if len(self.experiment.arms) < 2 and self.holdout_share == 0:
                 raise ValueError("experiment: needs two arms, or one arm and a holdout_share")

@@ -16,7 +16,7 @@ from recsys.store import Store
 __all__ = ["EXCLUSION_REASONS", "exclusions", "resolve_consent"]
 
 EXCLUSION_REASONS: tuple[str, ...] = (
-    "consent", "suppression", "erased", "frequency_cap", "no_picks", "holdout",
+    "consent", "suppression", "erased", "frequency_cap", "no_picks", "holdout", "over_budget",
 )
 
 

@@ -46,6 +46,7 @@ from recsys.bundle import Bundle
 from recsys.campaigns._abandoned import carts_for
 from recsys.campaigns._audience import build_audience
 from recsys.campaigns._batches import pick
+from recsys.campaigns._budget import budget_recipients, expected_value
 from recsys.campaigns._config import Campaign
 from recsys.campaigns._context import PickContext
 from recsys.campaigns._hash import holdout_mask, parse_shard, shard_mask
@@ -297,7 +298,12 @@ def plan_campaign(
                                               progress, workers)
     timings["picks"] = time.perf_counter() - t0
 
-    picks, controls, excluded = _split(ids, reason, picked, campaign, run_id)
+    ev = None
+    if campaign.budget is not None:
+        t0 = time.perf_counter()
+        ev = expected_value(data, now=now)
+        timings["expected_value"] = time.perf_counter() - t0
+    picks, controls, excluded = _split(ids, reason, picked, campaign, run_id, ev)
     seconds = time.perf_counter() - t_start
     summary = build_summary(campaign, run_id=run_id, model_version=model_version, now=now, clock=clock,
                             shard=shard_t, audience_total=len(audience), audience=len(ids), reason=reason,
@@ -311,9 +317,11 @@ def plan_campaign(
 
 
 def _split(ids: list[str], reason: np.ndarray, picked: pl.DataFrame, campaign: Campaign,
-           run_id: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+           run_id: str, ev: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Mark "no picks", draw the control group among the rest; ``(picks, controls, excluded)``.
 
+    With ``campaign.budget`` (and ``ev``, ``expected_value``) only the best customers by expected value
+    are kept until ``budget`` recipients (controls drawn among them), the others "over budget".
     ``reason`` is updated in place.
     """
     counts = dict(picked.group_by("customer_id").len().iter_rows())
@@ -322,6 +330,10 @@ def _split(ids: list[str], reason: np.ndarray, picked: pl.DataFrame, campaign: C
     left = [c for c, r in zip(ids, reason) if r == ""]
     control = holdout_mask(left, campaign.holdout_share, campaign=campaign.name, run_id=run_id)
     control_ids = {c for c, k in zip(left, control) if k}
+    if campaign.budget is not None and ev is not None:
+        kept, control_ids = budget_recipients(left, control_ids, ev, campaign.budget)
+        reason[np.fromiter((c not in kept and c not in control_ids and r == "" for c, r in zip(ids, reason)),
+                           dtype=bool, count=len(ids))] = "over_budget"
     reason[np.fromiter((c in control_ids for c in ids), dtype=bool, count=len(ids))] = "holdout"
     recipients = pl.Series([c for c, r in zip(ids, reason) if r == ""], dtype=pl.String).implode()
     in_control = pl.Series(sorted(control_ids), dtype=pl.String).implode()
