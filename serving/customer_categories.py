@@ -21,8 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from serving.auth import API_KEY_HEADER, access_for
-from serving.errors import detail, error_response, log_refusal
+from serving.errors import admin_refusal, detail, error_response, log_refusal
 
 __all__ = ["PATH", "customer_routes"]
 
@@ -40,14 +39,10 @@ def customer_routes(state: Callable[[], Any]) -> list[BaseRoute]:
 
     async def categories(request: Request) -> Response:
         s = state()
-        settings = getattr(s, "settings", None)
-        access = access_for("admin", request.headers.get(API_KEY_HEADER),
-                            admin_key=getattr(settings, "api_key", None),
-                            public_key=getattr(settings, "public_key", None), open_reads=False)
+        refused = admin_refusal(request, getattr(s, "settings", None))
+        if refused is not None:
+            return refused
         path = request.url.path
-        if not access.allowed:
-            return refuse(path, access.status, access.message, ["header", API_KEY_HEADER],
-                          "missing" if access.status == 401 else "forbidden")
         raw_n = request.query_params.get("n", "5")
         if not raw_n.isdigit() or not 1 <= int(raw_n) <= _MAX_N:
             return refuse(path, 422, f"must be an integer in [1, {_MAX_N}], got {raw_n!r}", ["query", "n"],

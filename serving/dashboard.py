@@ -36,8 +36,7 @@ from starlette.routing import BaseRoute, Route
 from recsys.dashboard import PANELS, Dashboard
 from recsys.dataset import Dataset
 from recsys.exceptions import RecsysError
-from serving.auth import API_KEY_HEADER, access_for
-from serving.errors import detail, error_response, log_refusal
+from serving.errors import admin_refusal, detail, error_response
 from serving.settings import PROJECT_ROOT
 
 __all__ = ["dashboard_from_env", "dashboard_routes", "STATIC_DIR"]
@@ -101,17 +100,9 @@ def dashboard_routes(get_state: Callable[[], Any], *, board: Dashboard | None = 
 
     async def api(request: Request) -> Response:
         state = get_state()
-        settings = getattr(state, "settings", None)
-        access = access_for("admin", request.headers.get(API_KEY_HEADER),
-                            admin_key=getattr(settings, "api_key", None),
-                            public_key=getattr(settings, "public_key", None), open_reads=False)
-        path = request.url.path
-        if not access.allowed:
-            kind = "missing" if access.status == 401 else "forbidden"
-            details = [detail(["header", API_KEY_HEADER], access.message, kind)]
-            log_refusal("GET", path, access.status, access.message, details)
-            extra = {"www-authenticate": f'ApiKey header="{API_KEY_HEADER}"'} if access.status == 401 else {}
-            return error_response(access.status, access.message, details, headers={**_HEADERS, **extra})
+        refused = admin_refusal(request, getattr(state, "settings", None), headers=_HEADERS)
+        if refused is not None:
+            return refused
         name = request.path_params["panel"]
         if name not in PANELS:
             msg = f"must be one of {', '.join(PANELS)}"

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 
-__all__ = ["detail", "error_json", "error_response", "log_refusal", "pydantic_details", "send_error"]
+__all__ = ["admin_refusal", "detail", "error_json", "error_response", "log_refusal", "pydantic_details", "send_error"]
 
 log = logging.getLogger("crosssell.service")
 
@@ -58,3 +58,22 @@ async def send_error(send: Callable[[dict[str, Any]], Awaitable[None]], status: 
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+def admin_refusal(request: Any, settings: Any, *, headers: dict[str, str] | None = None) -> JSONResponse | None:
+    """The 401/403 answer when ``request`` does not carry the admin key, else ``None``.
+
+    For plain Starlette routes (the request guard checks POST routes only): the dashboard's JSON and
+    ``GET /customers/{id}/categories`` check the key here, one rule and one error shape for both.
+    """
+    from serving.auth import API_KEY_HEADER, access_for
+
+    access = access_for("admin", request.headers.get(API_KEY_HEADER), admin_key=getattr(settings, "api_key", None),
+                        public_key=getattr(settings, "public_key", None), open_reads=False)
+    if access.allowed:
+        return None
+    kind = "missing" if access.status == 401 else "forbidden"
+    details = [detail(["header", API_KEY_HEADER], access.message, kind)]
+    log_refusal(request.method, request.url.path, access.status, access.message, details)
+    extra = {"www-authenticate": f'ApiKey header="{API_KEY_HEADER}"'} if access.status == 401 else {}
+    return error_response(access.status, access.message, details, headers={**(headers or {}), **extra})
