@@ -102,11 +102,15 @@ class Dashboard:
                 broken.append({"name": Path(c).stem, "error": str(exc)})
         return loaded, broken
 
-    def _overrides(self) -> tuple[Mapping[str, CategoryOverride] | None, str | None]:
-        if self.overrides is None:
+    def _overrides(self, model: Any = None) -> tuple[Mapping[str, CategoryOverride] | None, str | None]:
+        """The overrides the served model was trained with (its ``overrides`` parameter, when that file is
+        readable here), else the dashboard's configured file: the map shown is then the one in effect."""
+        trained = getattr(model, "overrides", None)
+        source = trained if isinstance(trained, (str, Path)) and Path(trained).is_file() else self.overrides
+        if source is None:
             return None, None
-        parsed, _ = load_overrides(self.overrides)
-        return parsed, str(self.overrides)
+        parsed, _ = load_overrides(source)
+        return parsed, str(source)
 
     # ------------------------------------------------------------------ panels
     def panel(self, name: str, *, bundle: Bundle, model_version: str | None, store: Store | None,
@@ -141,8 +145,8 @@ class Dashboard:
         if name == "experiments":
             return experiments_panel(store) if store is not None else {"experiments": [], "tests": {}}
         if name == "complements":
-            overrides, source = self._overrides()
             model = bundle.hybrid.generators.get("category_complements")
+            overrides, source = self._overrides(model)
             return complements_panel(model, overrides=overrides, overrides_source=source)
         data, from_dataset = self._shop(bundle, model_version)
         if name == "overview":

@@ -466,3 +466,18 @@ def test_dashboard_page_signs_in_and_every_panel_renders(server, browser, tmp_pa
     d.find_element(By.ID, "sign-out").click()
     assert d.execute_script("return sessionStorage.getItem('crosssell.dashboard.adminKey')") is None
     assert d.find_element(By.ID, "login-panel").is_displayed()
+
+
+def test_complement_panel_reads_the_overrides_the_model_was_trained_with(tmp_path: Path) -> None:
+    """The map shown is the one in effect: the served model's own overrides file wins over the
+    dashboard's configured one (which may be another file, or none)."""
+    from types import SimpleNamespace
+
+    from recsys.dashboard import Dashboard
+
+    trained = tmp_path / "trained_overrides.yaml"
+    trained.write_text((ROOT / "configs" / "complements_overrides.yaml").read_text())
+    board = Dashboard(overrides=None)
+    assert board._overrides(SimpleNamespace(overrides=str(trained)))[1] == str(trained)
+    assert board._overrides(SimpleNamespace(overrides=str(tmp_path / "gone.yaml"))) == (None, None)
+    assert board._overrides(None) == (None, None)
