@@ -357,23 +357,8 @@ def server(synthetic_bundle_dir: Path, shop: Dataset, tmp_path_factory: pytest.T
 
 
 @pytest.fixture(scope="module")
-def browser(server, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=en-US", "--hide-scrollbars",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))  # no Selenium Manager download
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def browser(server, chromium):  # type: ignore[no-untyped-def]
+    return chromium(window="1400,1000", extra=("--hide-scrollbars",))
 
 
 def _small_png(data: bytes, path: Path, colors: int = 64) -> None:

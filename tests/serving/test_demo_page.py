@@ -274,27 +274,12 @@ def server(synthetic_bundle_dir: Path,  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def browser(server, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", "--lang=en-US",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # An explicit driver path: Selenium Manager (which would download drivers) never runs.
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+def browser(server, chromium):  # type: ignore[no-untyped-def]
+    driver = chromium(window="1280,900")
     # Reduced motion: the page's "fresh card" highlight is off, so screenshots show the settled page.
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
                            {"features": [{"name": "prefers-reduced-motion", "value": "reduce"}]})
-    try:
-        yield driver
-    finally:
-        driver.quit()
+    return driver
 
 
 def _wait(driver: Any, condition: Any, what: str) -> Any:
