@@ -32,7 +32,8 @@ import scipy.sparse as sp
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
 from recsys.models._tifu import (
-    BLOCK_CELLS, Baskets, Pool, add_baskets, basket_key, basket_table, customer_vectors, nearest, strongest,
+    BLOCK_CELLS, Baskets, Pool, add_baskets, basket_key, basket_table, customer_vectors, nearest, on_two_threads,
+    strongest,
 )
 from recsys.models._util import gather_rows, index_of, purchases_of, resolve_rows, sorted_ids, to_datetime
 from recsys.models.base import OnUnknown, Recommender, check_param, top_n
@@ -300,19 +301,13 @@ class TIFUKNN(Recommender):
         return idx, scores, local * len(self.item_ids_) + item, last
 
     def _blocks(self, rows: np.ndarray, n: int, exclude_bought: bool) -> list[tuple[int, tuple[np.ndarray, ...]]]:
-        """Blocks of customers, on two threads when there are several (the sparse products and partial
-        sorts release the GIL: ~1.8× on two cores); results do not depend on it."""
+        """Blocks of customers, ``on_two_threads`` when there are several."""
         step = max(1, BLOCK_CELLS // max(len(self.item_ids_), 1))
-        starts = list(range(0, len(rows), step))
+        starts = range(0, len(rows), step)
         self._overlay_matrix()  # built once here, not raced for by the threads
         self._neighbour_matrix()
-        if len(starts) < 2:
-            return [(lo, self._block(rows[lo:lo + step], n, exclude_bought)) for lo in starts]
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="tifu-blocks") as workers:
-            done = workers.map(lambda lo: self._block(rows[lo:lo + step], n, exclude_bought), starts)
-            return list(zip(starts, done, strict=True))
+        done = on_two_threads(lambda lo: self._block(rows[lo:lo + step], n, exclude_bought), starts)
+        return list(zip(starts, done, strict=True))
 
     def _recommend(self, rows: np.ndarray, n: int, *, exclude_bought: bool) -> tuple[np.ndarray, np.ndarray]:
         blocks = self._blocks(rows, n, exclude_bought)
