@@ -3,14 +3,9 @@ not_interested events through /events (an item, a category) that the customer's 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from pathlib import Path
-
 import polars as pl
 import pytest
 
-from recsys.bundle import Bundle
-from recsys.registry import Registry
 from recsys.store import Store
 
 pytestmark = pytest.mark.integration
@@ -22,25 +17,8 @@ PLACEMENTS = ("for_you", "home", "email", "product_page", "cart")
 
 
 @pytest.fixture(scope="module")
-def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, fresh_bentoml_metrics: None):  # type: ignore[no-untyped-def]
-    import os
-
-    from starlette.testclient import TestClient
-
-    reg = Registry()
-    bundle = Bundle.load(synthetic_bundle_dir)
-    tag = reg.save(bundle.write_into, metadata={"headline": {"all.map": 0.1}}, version="consent-feedback-v1")
-    reg.promote(tag, metric="all.map", force=True)
-    state_dir = tmp_path_factory.mktemp("state")
-    uri = f"sqlite:///{state_dir / 'state.db'}"
-    os.environ.update({"RECSYS_STORE_URI": uri, "RECSYS_API_KEY": KEY, "RECSYS_PUBLIC_KEY": PUBLIC,
-                       "RECSYS_WATCH_SECONDS": "0.2", "RECSYS_MODEL": "promoted"})
-    from serving.service import CrossSell
-
-    with TestClient(app=CrossSell.to_asgi()) as client:
-        client.bundle = bundle  # type: ignore[attr-defined]
-        client.store_uri = uri  # type: ignore[attr-defined]
-        yield client
+def service(asgi_service):  # type: ignore[no-untyped-def]
+    return asgi_service("consent-feedback-v1", admin_key=KEY, public_key=PUBLIC)
 
 
 def _items(service, cid: str, placement: str, n: int = 12, context: list[str] | None = None) -> list[dict]:  # type: ignore[no-untyped-def]

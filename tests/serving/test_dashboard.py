@@ -15,13 +15,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,22 +52,6 @@ def _skip_without_browser() -> None:
         import selenium  # noqa: F401
     except ImportError:
         pytest.skip("selenium is not installed (part of the test extra)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:  # not listening yet
-        return 0
 
 
 def _arms_campaign() -> Any:
@@ -317,7 +294,8 @@ def test_the_package_ships_the_page_and_the_chart_library() -> None:
 # The page in a real browser against a real service process
 # ---------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def server(synthetic_bundle_dir: Path, shop: Dataset, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def server(synthetic_bundle_dir: Path, shop: Dataset, tmp_path_factory: pytest.TempPathFactory,  # type: ignore[no-untyped-def]
+           bentoml_process):
     _skip_without_browser()
     from recsys.registry import Registry
 
@@ -326,34 +304,10 @@ def server(synthetic_bundle_dir: Path, shop: Dataset, tmp_path_factory: pytest.T
     work = tmp_path_factory.mktemp("dashboard-server")
     store_uri = f"sqlite:///{work / 'state.db'}"
     seed_store(Store(store_uri), Bundle.load(synthetic_bundle_dir), shop)
-    port = _free_port()
     env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=store_uri, RECSYS_API_KEY=ADMIN,
                RECSYS_PUBLIC_KEY=PUBLIC, RECSYS_DASHBOARD_DATASET="synthetic", RECSYS_WORKERS="1",
                RECSYS_WATCH_SECONDS="1", BENTOML_DO_NOT_TRACK="True", OPENBLAS_NUM_THREADS="1")
-    log = open(work / "server.log", "wb")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--host", "127.0.0.1",
-         "--port", str(port), "--working-dir", str(ROOT)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while _get(f"{url}/readyz") != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("the service did not become ready:\n" + (work / "server.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield SimpleNamespace(url=url, tag=tag, log=work / "server.log")
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+    return SimpleNamespace(url=bentoml_process(work, env), tag=tag, log=work / "server.log")
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -211,12 +206,6 @@ def test_items_search_lookup_and_bestsellers(helper_app) -> None:  # type: ignor
 # ---------------------------------------------------------------------------------------------------------
 # The page in a real browser against a real service process
 # ---------------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
@@ -229,7 +218,7 @@ def _get(url: str) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def server(synthetic_bundle_dir: Path,  # type: ignore[no-untyped-def]
-           tmp_path_factory: pytest.TempPathFactory):
+           tmp_path_factory: pytest.TempPathFactory, bentoml_process):
     _skip_without_browser()
     from recsys.registry import Registry
 
@@ -237,40 +226,17 @@ def server(synthetic_bundle_dir: Path,  # type: ignore[no-untyped-def]
     tag = Registry().save(bundle.write_into, metadata={"headline": {"all.map": 0.1}}, version="demo-page-v1")
     work = tmp_path_factory.mktemp("demo-server")
     store_uri = f"sqlite:///{work / 'state.db'}"
-    port = _free_port()
     env = dict(os.environ, RECSYS_MODEL=tag, RECSYS_STORE_URI=store_uri, RECSYS_API_KEY=KEY,
                RECSYS_PUBLIC_KEY=PUBLIC_KEY, RECSYS_DEMO="1",
                RECSYS_WORKERS="1", RECSYS_WATCH_SECONDS="1", BENTOML_DO_NOT_TRACK="True",
                OPENBLAS_NUM_THREADS="1")
-    log = open(work / "server.log", "wb")  # noqa: SIM115 - closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bentoml", "serve", "serving.service:CrossSell", "--host", "127.0.0.1",
-         "--port", str(port), "--working-dir", str(ROOT)],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while _get(f"{url}/readyz")[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("the service did not become ready:\n" + (work / "server.log").read_text()[-3000:])
-            time.sleep(0.3)
-        status, page = _get(f"{url}/demo")
-        assert KEY not in page and PUBLIC_KEY in page  # only the public key reaches the browser
-        if status == 404:
-            pytest.fail("GET /demo is 404 with RECSYS_DEMO=1: serving/service.py must mount the demo routes "
-                        "(extra.routes.extend(demo_routes(lambda: _state)))")
-        yield SimpleNamespace(url=url, bundle=bundle, store_uri=store_uri, tag=tag)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-        log.close()
+    url = bentoml_process(work, env)
+    status, page = _get(f"{url}/demo")
+    assert KEY not in page and PUBLIC_KEY in page  # only the public key reaches the browser
+    if status == 404:
+        pytest.fail("GET /demo is 404 with RECSYS_DEMO=1: serving/service.py must mount the demo routes "
+                    "(extra.routes.extend(demo_routes(lambda: _state)))")
+    return SimpleNamespace(url=url, bundle=bundle, store_uri=store_uri, tag=tag)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -21,24 +20,8 @@ PUBLIC = "test-public-key"  # the web page's key (RECSYS_PUBLIC_KEY)
 
 
 @pytest.fixture(scope="module")
-def service(synthetic_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory, fresh_bentoml_metrics: None):  # type: ignore[no-untyped-def]
-    import os
-
-    from starlette.testclient import TestClient
-
-    reg = Registry()
-    bundle = Bundle.load(synthetic_bundle_dir)
-    tag = reg.save(bundle.write_into, metadata={"headline": {"all.map": 0.1}}, version="svc-v1")
-    reg.promote(tag, metric="all.map", force=True)
-    state_dir = tmp_path_factory.mktemp("state")
-    os.environ.update({"RECSYS_STORE_URI": f"sqlite:///{state_dir / 'state.db'}", "RECSYS_API_KEY": KEY,
-                       "RECSYS_PUBLIC_KEY": PUBLIC, "RECSYS_WATCH_SECONDS": "0.2", "RECSYS_MODEL": "promoted"})
-    from serving.service import CrossSell
-
-    with TestClient(app=CrossSell.to_asgi()) as client:
-        client.bundle = bundle  # type: ignore[attr-defined]
-        client.tag = tag  # type: ignore[attr-defined]
-        yield client
+def service(asgi_service):  # type: ignore[no-untyped-def]
+    return asgi_service("svc-v1", admin_key=KEY, public_key=PUBLIC)
 
 
 def _trouser_buyer(bundle: Bundle) -> tuple[str, str]:
