@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from recsys._arrays import row_score_order
 from recsys.models._util import purchases_only
 from recsys.models.base import top_n
 
@@ -87,7 +88,7 @@ def from_implicit(ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.n
 def sparse_top_n(scores: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top ``n`` of the *stored* entries of a CSR matrix (absent entries are not candidates).
 
-    Vectorised (one lexsort over all stored entries) so a batch of thousands of customers never
+    Vectorised (one sort of all stored entries, ``row_score_order``) so a batch of thousands of customers never
     materialises a dense customers × catalogue array.  Ties break by column index, as in ``top_n``.
     Returns ``(B, n)`` arrays padded with ``-1`` / ``-inf``.
     """
@@ -99,34 +100,14 @@ def sparse_top_n(scores: sp.csr_matrix, n: int) -> tuple[np.ndarray, np.ndarray]
         return out_idx, out_val
     lengths = np.diff(scores.indptr)
     rows = np.repeat(np.arange(b), lengths)
-    order = _row_score_col_order(rows, scores.data, scores.indices, b, scores.shape[1])
+    data = scores.data.astype(np.float32)  # ranked by the float32 scores returned (ties: column)
+    order = row_score_order(rows, data, scores.indices, b, scores.shape[1])
     rank = np.arange(scores.nnz) - scores.indptr[rows[order]]
     keep = rank < n
     sel = order[keep]
     out_idx[rows[sel], rank[keep]] = scores.indices[sel]
-    out_val[rows[sel], rank[keep]] = scores.data[sel]
+    out_val[rows[sel], rank[keep]] = data[sel]
     return out_idx, out_val
-
-
-def _row_score_col_order(rows: np.ndarray, data: np.ndarray, cols: np.ndarray, n_rows: int,
-                         n_cols: int) -> np.ndarray:
-    """The order of ``np.lexsort((cols, -data, rows))``, from one sort of packed 64-bit keys when they fit.
-
-    Why: the three-key lexsort was most of the sparse scorer's time; a float32 score maps to an
-    order-preserving 32-bit integer, so (row, score descending, column) packs into one uint64 whenever
-    rows and columns need ≤ 32 bits together (a batch of 10k customers × a 105k catalogue: 14 + 17).
-    """
-    row_bits = max(int(n_rows - 1).bit_length(), 1)
-    col_bits = max(int(n_cols - 1).bit_length(), 1)
-    vals = np.asarray(data, dtype=np.float32)
-    if row_bits + col_bits > 32 or not np.isfinite(vals).all():
-        return np.lexsort((cols, -vals.astype(np.float64), rows))
-    bits = (vals + np.float32(0.0)).view(np.uint32)  # + 0.0 folds -0.0 into 0.0
-    ordered = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))  # ascending float order
-    desc = (~ordered).astype(np.uint64)  # descending score
-    key = (rows.astype(np.uint64) << np.uint64(32 + col_bits)) | (desc << np.uint64(col_bits)) \
-        | cols.astype(np.uint64)
-    return np.argsort(key, kind="stable")
 
 
 #: Up to this many customers, neighbourhood models score through the sparse product instead of a dense

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys._arrays import row_score_order
 from recsys.models.base import top_n
 
 __all__ = ["add_baskets", "Baskets", "DAY_KEY", "Pool", "basket_key", "basket_table", "customer_vectors", "nearest", "on_two_threads", "strongest", "take_rows"]
@@ -236,7 +237,7 @@ def strongest(matrix: sp.csr_matrix, keep: int | None) -> sp.csr_matrix:
     if keep is None or counts.max(initial=0) <= keep:
         return matrix
     rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), counts)
-    order = np.lexsort((matrix.indices, -matrix.data, rows))
+    order = row_score_order(rows, matrix.data, matrix.indices, matrix.shape[0], matrix.shape[1])
     rank = np.arange(len(order), dtype=np.int64) - np.repeat(matrix.indptr[:-1], counts)
     picked = np.sort(order[rank < keep])  # back to (row, column) order
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, keep))]).astype(np.int64)

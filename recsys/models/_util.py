@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys._arrays import row_score_order
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models.base import OnUnknown, Recommender
@@ -273,7 +274,7 @@ def top_n_triples(
     local, cols, scores = local[keep], cols[keep], scores[keep]
     if len(local) == 0:
         return out_idx, out_scores
-    order = np.lexsort((cols, -scores, local))
+    order = row_score_order(local, scores, cols, n_rows, int(cols.max()) + 1)
     local, cols, scores = local[order], cols[order], scores[order]
     starts = np.searchsorted(local, np.arange(n_rows))
     rank = np.arange(len(local)) - starts[local]
@@ -289,9 +290,12 @@ def top_per_position(
     """Indices (into the candidate arrays) of the best ``n`` per batch position, and their ranks.
 
     Sorted by position, score descending, item index (deterministic ties).  Assumes each item
-    appears at most once per position.
+    appears at most once per position.  Scores are compared as float32, the precision every
+    generator returns them in (so the ties seen are the ties broken).
     """
-    order = np.lexsort((item, -score, pos))
+    if len(pos) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = row_score_order(pos, score.astype(np.float32), item, int(pos.max()) + 1, int(item.max()) + 1)
     rank = rank_within(pos[order])
     keep = rank < n
     return order[keep], rank[keep]

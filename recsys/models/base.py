@@ -239,6 +239,32 @@ class Recommender(ABC):
             return Recommendations(out_ids[0], out_scores[0])
         return Recommendations(out_ids, out_scores)
 
+    def recommend_frame(
+        self, customer_ids: Sequence[str] | np.ndarray, n: int = 10, *, exclude_bought: bool = False
+    ) -> pl.DataFrame:
+        """``recommend`` for a batch as a long frame: ``customer_id, item_id, score (Float32), rank
+        (Int32, 1 = best)``, one row per proposed item, padding and unknown customers left out.
+
+        Why: the candidate layer asks every generator for tens of items for thousands of customers;
+        ids gathered from the id maps' polars columns (``IdMap.take``) instead of object arrays of
+        Python strings make this several times faster, and the rows are exactly ``recommend``'s.
+        """
+        self._check_fitted()
+        check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
+        ids = np.array(list(customer_ids), dtype=object)
+        item_idx, scores = self._recommend(self._customer_rows(ids), n, exclude_bought=exclude_bought)
+        k = min(n, item_idx.shape[1])
+        idx, sc = item_idx[:, :k], scores[:, :k]
+        b, rank = np.nonzero((idx >= 0) & np.isfinite(sc))
+        customers = pl.Series(ids.astype(str), dtype=pl.String)
+        item_map: IdMap = getattr(self, "item_ids_")
+        return pl.DataFrame({
+            "customer_id": customers.gather(b),
+            "item_id": item_map.take(idx[b, rank]),
+            "score": pl.Series(sc[b, rank], dtype=pl.Float32),
+            "rank": pl.Series(rank + 1, dtype=pl.Int32),
+        })
+
     def knows(self, customer_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         """Which customers the model holds state for, folded-in ones included (bool per id).
 

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from recsys.models.base import PAD_ID, Recommender
+from recsys.models.base import Recommender
 
 __all__ = ["SOURCED_REASONS", "collect_candidates", "widen"]
 
@@ -41,20 +41,11 @@ _LONG_SCHEMA = {
 }
 
 
-def _from_arrays(name: str, customers: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
-    b, k = ids.shape
-    frame = pl.DataFrame(
-        {
-            "customer_id": np.repeat(customers, k).astype(str),
-            "item_id": ids.reshape(-1).astype(str),
-            "score": scores.reshape(-1).astype(np.float32),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), b),
-        }
-    )
-    return frame.filter(pl.col("item_id") != PAD_ID).with_columns(
-        pl.lit(name).alias("gen"),
-        pl.lit(None, pl.String).alias("source_item_id"),
-        pl.lit(None, pl.Datetime("us")).alias("source_ts"),
+def _plain(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """A generator's ``recommend_frame`` in the long schema (no source, no per-candidate reason)."""
+    return frame.select(
+        "customer_id", "item_id", pl.lit(name).alias("gen"), "score", "rank",
+        pl.lit(None, pl.String).alias("source_item_id"), pl.lit(None, pl.Datetime("us")).alias("source_ts"),
         pl.lit(None, pl.String).alias("reason"),
     )
 
@@ -108,8 +99,7 @@ def collect_candidates(
             if exclude_bought and "exclude_bought" not in _params(explain):
                 return None  # a generator that cannot leave bought items out has nothing new to offer
             return _with_sources(name, explain(known.tolist(), k, **kwargs))
-        ids, scores = gen.recommend(known, k, on_unknown="empty", exclude_bought=exclude_bought)
-        return _from_arrays(name, known, ids, scores).select(list(_LONG_SCHEMA))
+        return _plain(name, gen.recommend_frame(known, k, exclude_bought=exclude_bought))
 
     # Generators are independent and their heavy parts (sparse products, BLAS, polars) release the
     # GIL, so a batch asks them in threads; results do not depend on it (each generator is asked by

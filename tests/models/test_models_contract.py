@@ -79,6 +79,26 @@ def test_scalar_is_batch_of_one(model_cls: type[Recommender], tiny: Dataset) -> 
         np.testing.assert_allclose(one.scores, batch.scores[b], rtol=1e-5)
 
 
+@pytest.mark.parametrize("exclude_bought", [False, True])
+def test_recommend_frame_is_recommend(model_cls: type[Recommender], tiny: Dataset, exclude_bought: bool) -> None:
+    """The batch frame (the candidate layer's input) holds exactly ``recommend``'s rows, unknown
+    customers left out."""
+    m = model_cls().fit(tiny)
+    customers = ["c1", "nobody", "c3", "c5"]
+    ids, scores = m.recommend(customers, n=4, exclude_bought=exclude_bought, on_unknown="empty")
+    want = [
+        (c, str(i), float(s), r + 1)
+        for c, row_i, row_s in zip(customers, ids, scores, strict=True)
+        for r, (i, s) in enumerate(zip(row_i, row_s, strict=True))
+        if i != PAD_ID and np.isfinite(s)
+    ]
+    frame = m.recommend_frame(customers, n=4, exclude_bought=exclude_bought)
+    assert frame.schema == {"customer_id": pl.String, "item_id": pl.String, "score": pl.Float32, "rank": pl.Int32}
+    got = list(frame.iter_rows())
+    assert [g[:2] + g[3:] for g in got] == [w[:2] + w[3:] for w in want]
+    np.testing.assert_allclose([g[2] for g in got], [w[2] for w in want], rtol=1e-6)
+
+
 def test_bad_n_names_parameter(model_cls: type[Recommender], tiny: Dataset) -> None:
     m = model_cls().fit(tiny)
     with pytest.raises(ConfigError, match="'n' parameter"):
