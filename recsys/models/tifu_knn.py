@@ -35,6 +35,7 @@ from recsys.models._tifu import (
     BLOCK_CELLS, Baskets, Pool, add_baskets, basket_key, basket_table, customer_vectors, nearest, on_two_threads,
     strongest,
 )
+from recsys.models._implicit_util import _DENSE_SHARE, sparse_top_n
 from recsys.models._util import gather_rows, index_of, purchases_of, resolve_rows, sorted_ids, to_datetime
 from recsys.models.base import OnUnknown, Recommender, check_param, top_n
 
@@ -269,14 +270,17 @@ class TIFUKNN(Recommender):
     def _block(self, rows: np.ndarray, n: int, exclude_bought: bool) -> tuple[np.ndarray, ...]:
         """Top ``n`` (item index, score) of one block of customers, and their own (key, last).
 
-        Dense over the block's customers × all items (``BLOCK_CELLS`` cells): the neighbours' mean
-        touches tens of thousands of items per customer on grocery data, where one ``argpartition``
-        over a dense row is cheaper than sorting the sparse entries.  Items nobody proposed score 0
-        and come back as padding (every proposed item scores > 0).
+        The scores are one sparse sum (the neighbours' mean, then the customer's own vector), ranked
+        by the route its density asks for (``_implicit_util.neighbourhood_top_n``'s rule): on grocery
+        data the neighbours' mean touches tens of thousands of items per customer, where one partial
+        sort of a dense block row wins; at shop scale (a 105k-article catalogue) a customer's
+        neighbours touch a few thousand, and a dense customers × catalogue block would make the cost
+        grow with customers × items.  Both routes give the same lists (ties by item index); items
+        nobody proposed score 0 and come back as padding (every proposed item scores > 0).
         """
-        b = len(rows)
+        b, n_items = len(rows), len(self.item_ids_)
         local, item, w, last = self._own(rows)
-        dense = np.zeros((b, len(self.item_ids_)), dtype=np.float32)
+        scores = sp.csr_matrix((b, n_items), dtype=np.float32)
         nb = self._neighbours(rows)
         valid = nb >= 0
         count = valid.sum(axis=1)
@@ -288,24 +292,37 @@ class TIFUKNN(Recommender):
             at = np.minimum(np.searchsorted(ov_rows, col), max(len(ov_rows) - 1, 0))
             in_ov = (ov_rows[at] == col) if len(ov_rows) else np.zeros(len(col), dtype=bool)
             a = sp.csr_matrix((share[r[~in_ov]], (r[~in_ov], col[~in_ov])), shape=(b, self._n_base))
-            (a @ self._neighbour_matrix()).toarray(out=dense)
+            scores = (a @ self._neighbour_matrix()).tocsr()
             if in_ov.any():
                 a_ov = sp.csr_matrix((share[r[in_ov]], (r[in_ov], at[in_ov])), shape=(b, len(ov_rows)))
-                dense += (a_ov @ ov_matrix).toarray()
-        dense[local, item] += np.float32(self.alpha) * w
+                scores = (scores + a_ov @ ov_matrix).tocsr()
+        own = sp.csr_matrix((np.float32(self.alpha) * w, (local, item)), shape=(b, n_items), dtype=np.float32)
         if exclude_bought:
-            dense[local, item] = 0.0
-        idx, scores = top_n(dense, n)
-        idx = np.where(scores > 0, idx, -1)
-        scores = np.where(scores > 0, scores, -np.inf).astype(np.float32)
-        return idx, scores, local * len(self.item_ids_) + item, last
+            scores = scores - scores.multiply(own.astype(bool))  # the customer's own items out
+        else:
+            scores = scores + own
+        scores = sp.csr_matrix(scores, dtype=np.float32)
+        if scores.nnz < _DENSE_SHARE * b * n_items:
+            scores.data[scores.data <= 0] = 0.0
+            scores.eliminate_zeros()
+            idx, top = sparse_top_n(scores, n)
+        else:  # dense blocks of at most BLOCK_CELLS cells
+            step = max(1, BLOCK_CELLS // max(n_items, 1))
+            parts = [top_n(scores[lo:lo + step].toarray(), n) for lo in range(0, b, step)]
+            idx, top = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        idx = np.where(top > 0, idx, -1)
+        top = np.where(top > 0, top, -np.inf).astype(np.float32)
+        return idx, top, local * n_items + item, last
 
     def _blocks(self, rows: np.ndarray, n: int, exclude_bought: bool) -> list[tuple[int, tuple[np.ndarray, ...]]]:
         """Blocks of customers, ``on_two_threads`` when there are several."""
-        step = max(1, BLOCK_CELLS // max(len(self.item_ids_), 1))
+        # a block's sparse scores hold at most ~BLOCK_CELLS entries: each customer's at most the
+        # catalogue, or the entries of its neighbours' vectors (and its own)
+        matrix = self._neighbour_matrix()
+        reach = (self.n_neighbors * matrix.nnz + self.vec_indptr_[-1]) / max(matrix.shape[0], 1)
+        step = max(1, int(BLOCK_CELLS // max(min(len(self.item_ids_), 2 * reach), 1)))
         starts = range(0, len(rows), step)
         self._overlay_matrix()  # built once here, not raced for by the threads
-        self._neighbour_matrix()
         done = on_two_threads(lambda lo: self._block(rows[lo:lo + step], n, exclude_bought), starts)
         return list(zip(starts, done, strict=True))
 

@@ -95,6 +95,23 @@ def test_block_size_does_not_change_anything(crowd: Dataset, monkeypatch: pytest
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
 
 
+@pytest.mark.parametrize("exclude_bought", [False, True])
+def test_sparse_and_dense_scoring_routes_agree(crowd: Dataset, monkeypatch: pytest.MonkeyPatch,
+                                               exclude_bought: bool) -> None:
+    """The route is picked by the scores' density (dense on this small catalogue, sparse at shop
+    scale); forced either way, the lists and scores are the same bit for bit."""
+    import recsys.models.tifu_knn as module
+
+    model = TIFUKNN(n_neighbors=20).fit(crowd)
+    customers = model.customer_ids_.ids[:80]
+    monkeypatch.setattr(module, "_DENSE_SHARE", 0.0)  # always dense
+    dense = model.recommend(customers, n=15, exclude_bought=exclude_bought)
+    monkeypatch.setattr(module, "_DENSE_SHARE", 2.0)  # always sparse
+    sparse = model.recommend(customers, n=15, exclude_bought=exclude_bought)
+    assert (dense.ids == sparse.ids).all()
+    np.testing.assert_array_equal(dense.scores, sparse.scores)
+
+
 def test_neighbour_pool_and_items_bound_the_work(crowd: Dataset) -> None:
     m = TIFUKNN(n_neighbors=10, neighbor_pool=50, neighbor_items=2).fit(crowd)
     assert len(m.pool_) == 50 and set(m.neighbours_.ravel()) - {-1} <= set(m.pool_.tolist())
