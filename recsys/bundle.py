@@ -38,6 +38,7 @@ from recsys.models._shared import SharedArrays, plan_sharing
 from recsys.models.base import Recommender, atomic_dir
 from recsys.ranking._features import ItemStats
 from recsys.ranking._trees import TreeEnsemble
+from recsys.ranking._cascade import Cascade
 from recsys.ranking.hybrid import HybridRecommender
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ class Bundle:
             "generators": list(h.generators),
             "candidates": h.candidates,
             "new_candidates": h.new_candidates,
+            "cascade": h.cascade.to_json() if h.cascade is not None else None,
             "features": h.features,
             "reference_time": h.reference_time.isoformat(),
         }
@@ -166,7 +168,7 @@ class Bundle:
             raise BundleError(f"{path}: corrupt bundle: {type(exc).__name__}: {exc}") from None
         hybrid = HybridRecommender(
             generators, stats, history, candidates=manifest["candidates"], ranker=ranker, ranker_new=ranker_new,
-            new_candidates=manifest.get("new_candidates")
+            new_candidates=manifest.get("new_candidates"), cascade=Cascade.from_json(manifest.get("cascade")),
         )
         tables = {f.stem: pl.read_parquet(f) for f in sorted((path / "report").glob("*.parquet"))}
         return cls(hybrid, catalogue, manifest, tables)

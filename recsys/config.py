@@ -68,6 +68,11 @@ class RankerSpec(_Strict):
     #: bought / not bought.  On Complete Journey neither LightGBM variant beat the default: see _fit.py.
     backend: Literal["sklearn", "lightgbm"] = "sklearn"
     objective: Literal["binary", "lambdarank"] = "binary"
+    #: Cascade scoring (``recsys.ranking._cascade``): the first ``cascade_trees`` trees score every
+    #: candidate, the rest only each customer's ``cascade_keep`` best.  Unset: every tree for every
+    #: candidate (exact).  Saved in the bundle; the service and batch jobs score the same way.
+    cascade_trees: int | None = Field(None, ge=1)
+    cascade_keep: int = Field(50, ge=1)
 
     @model_validator(mode="after")
     def _lambdarank_needs_lightgbm(self) -> RankerSpec:

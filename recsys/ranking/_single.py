@@ -19,6 +19,7 @@ import polars as pl
 
 from recsys.models.base import PAD_ID
 from recsys.ranking._candidates import SOURCED_REASONS, _known_mask, _params
+from recsys.ranking._cascade import cascade_scores
 from recsys.ranking._features import CUSTOMER_FEATURES, ITEM_FEATURES
 
 if TYPE_CHECKING:
@@ -274,7 +275,7 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
         src_ts = [src_ts[j] for j in idx]
     ranker = hybrid.ranker_new if new_only and hybrid.ranker_new is not None else hybrid.ranker
     if ranker is not None:
-        scores = ranker.predict(X) if len(items) else np.zeros(0)
+        scores = cascade_scores(ranker, X, pl.Series(items, dtype=pl.String), None, hybrid.cascade) if len(items) else np.zeros(0)
     else:
         scores = rrf_from_ranks(X[:, [hybrid.features.index(f"rank_{g}") for g in hybrid.generators]])
     s32 = np.asarray(scores, dtype=np.float32)

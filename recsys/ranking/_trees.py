@@ -286,36 +286,48 @@ class TreeEnsemble:
             )
         return "".join(parts) + "end of trees\n"
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Raw score per row: baseline + sum of the leaf values reached in every tree."""
+    @property
+    def n_trees(self) -> int:
+        return len(self.roots)
+
+    def predict(self, X: np.ndarray, *, trees: tuple[int, int] | None = None) -> np.ndarray:
+        """Raw score per row: baseline + sum of the leaf values reached in every tree.
+
+        ``trees=(a, b)`` sums only trees ``a..b-1`` (the baseline belongs to the first tree): the two
+        halves of a cascade (``recsys.ranking._cascade``) add up to the whole score.
+        """
         X = np.asarray(X)
         n = X.shape[0]
-        if n == 0:
-            return np.zeros(0)
+        a, b = (0, self.n_trees) if trees is None else (max(int(trees[0]), 0), min(int(trees[1]), self.n_trees))
+        if n == 0 or b <= a:
+            return np.zeros(n)
         booster = self._lightgbm(X.shape[1]) if X.ndim == 2 and X.shape[1] > self.feature.max(initial=-1) else None
         if booster is not None:
             with _LGB_LOCK:  # one prediction at a time per process: LightGBM's predictor is not re-entrant
-                return np.asarray(booster.predict(X, raw_score=True, num_threads=_threads(n)), dtype=np.float64)
+                return np.asarray(booster.predict(X, raw_score=True, num_threads=_threads(n), start_iteration=a,
+                                                  num_iteration=b - a), dtype=np.float64)
         X = np.asarray(X, dtype=np.float64)
         compiled = self._compiled()
         if compiled is not None:
             Xc = np.ascontiguousarray(X, dtype=np.float64)
             f_idx = np.zeros(X.shape[1], dtype=np.uint32)
             cats = np.zeros((0, 8), dtype=np.uint32)
-            total = np.full(n, self.baseline)
+            total = np.full(n, self.baseline if a == 0 else 0.0)
             threads = _threads(n)
-            for p in compiled:
+            for p in compiled[a:b]:
                 total += p.predict(Xc, cats, f_idx, threads)  # type: ignore[attr-defined]
             return total
-        return self.predict_numpy(X)
+        return self.predict_numpy(X, trees=(a, b))
 
-    def predict_numpy(self, X: np.ndarray) -> np.ndarray:
+    def predict_numpy(self, X: np.ndarray, *, trees: tuple[int, int] | None = None) -> np.ndarray:
         """The pure-numpy walk: every tree at once, one vectorised step per depth level."""
         X = np.asarray(X, dtype=np.float64)
         n = X.shape[0]
+        a, b = (0, self.n_trees) if trees is None else trees
         if n == 0:
             return np.zeros(0)
-        node = np.broadcast_to(self.roots, (n, len(self.roots))).copy()
+        roots = self.roots[a:b]
+        node = np.broadcast_to(roots, (n, len(roots))).copy()
         rows = np.arange(n)[:, None]
         for _ in range(self.max_depth):
             leaf = self.is_leaf[node]
@@ -325,7 +337,7 @@ class TreeEnsemble:
             go_left = np.where(np.isnan(x), self.missing_left[node], x <= self.threshold[node])
             nxt = np.where(go_left, self.left[node], self.right[node])
             node = np.where(leaf, node, nxt)
-        return self.baseline + self.value[node].sum(axis=1)
+        return (self.baseline if a == 0 else 0.0) + self.value[node].sum(axis=1)
 
     def to_arrays(self, prefix: str = "tree_") -> dict[str, np.ndarray]:
         return {

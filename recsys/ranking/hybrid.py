@@ -20,6 +20,7 @@ import polars as pl
 from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._candidates import collect_candidates, widen
+from recsys.ranking._cascade import Cascade, cascade_scores
 from recsys.ranking._features import ItemStats, build_features, feature_names, to_matrix
 from recsys.ranking._single import ItemLookup, rank_one, rrf_from_ranks
 from recsys.ranking._trees import TreeEnsemble
@@ -57,6 +58,8 @@ class HybridRecommender:
     ranker
         A ``TreeEnsemble`` over ``feature_names(generators)``; ``None`` ranks by a fixed blend
         (reciprocal-rank fusion), which is what the ranker is compared against.
+    cascade
+        Score with the ranker's first trees, finish each customer's best (``recsys.ranking._cascade``).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class HybridRecommender:
         ranker: TreeEnsemble | None = None,
         ranker_new: TreeEnsemble | None = None,
         new_candidates: Mapping[str, int] | None = None,
+        cascade: Cascade | None = None,
     ) -> None:
         self.generators = dict(generators)
         self.stats = stats
@@ -81,6 +85,9 @@ class HybridRecommender:
         #: purchases), used when bought items are excluded.  Repeat signals dominate the main ranker;
         #: this one learns what predicts a *first* purchase.
         self.ranker_new = ranker_new
+        #: Score the first trees for every candidate, the rest for each customer's best (``_cascade``);
+        #: ``None``: every tree for every candidate.
+        self.cascade = cascade
         self.features = feature_names(list(self.generators))
         self.reasons = {name: g.reason for name, g in self.generators.items()}
 
@@ -98,7 +105,8 @@ class HybridRecommender:
         """Ranker score per row (higher = better); ``new_only`` uses the cross-sell ranker if present."""
         ranker = self.ranker_new if new_only and self.ranker_new is not None else self.ranker
         if ranker is not None:
-            return ranker.predict(to_matrix(frame, self.features))
+            return cascade_scores(ranker, to_matrix(frame, self.features), frame["item_id"], frame["customer_id"],
+                                  self.cascade)
         return rrf_scores(frame, list(self.generators))
 
     def rank(self, customer_ids: Sequence[str], now: datetime, *, new_only: bool = False) -> pl.DataFrame:

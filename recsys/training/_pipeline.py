@@ -41,6 +41,7 @@ from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._features import ItemStats
 from recsys.ranking.hybrid import HybridRecommender
+from recsys.ranking._cascade import Cascade
 from recsys.segments._relationship import relationship_tables
 from recsys.split import temporal_split
 from recsys.training._holdout import evaluate_holdout
@@ -132,6 +133,7 @@ def _hybrid(data: Dataset, gens: dict[str, Recommender], cfg: TrainConfig, **ran
         candidates={k: v.candidates for k, v in specs.items() if k in gens},
         new_candidates={k: v.new_candidates if v.new_candidates is not None else v.candidates
                         for k, v in specs.items() if k in gens},
+        cascade=Cascade(cfg.ranker.cascade_trees, cfg.ranker.cascade_keep) if cfg.ranker.cascade_trees else None,
         **rankers,
     )
 
