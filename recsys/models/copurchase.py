@@ -400,15 +400,16 @@ class CoPurchase(Recommender):
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
         ids, rows = resolve_rows(self, customer_ids, on_unknown)
-        e = self._explain(rows, n, exclude_bought)
+        b, rank, items, scores, src_item, src_ts = self._explained(rows, n, exclude_bought)
         return pl.DataFrame(
             {
-                "customer_id": pl.Series(ids[e.row].astype(str).tolist(), dtype=pl.String),
-                "rank": pl.Series(e.rank, dtype=pl.Int32),
-                "item_id": pl.Series(e.item_id.tolist(), dtype=pl.String),
-                "score": pl.Series(e.score, dtype=pl.Float32),
-                "source_item_id": pl.Series(e.source_item_id.tolist(), dtype=pl.String),
-                "source_ts": pl.Series(e.source_us, dtype=pl.Int64).cast(pl.Datetime("us")),
+                "customer_id": pl.Series(ids.astype(str), dtype=pl.String).gather(b),
+                "rank": pl.Series(rank + 1, dtype=pl.Int32),
+                "item_id": self.item_ids_.take(items),
+                "score": pl.Series(scores[b, rank], dtype=pl.Float32),
+                "source_item_id": self.item_ids_.take(src_item),
+                "source_ts": pl.Series(np.round(np.asarray(src_ts) * _US).astype(np.int64), dtype=pl.Int64)
+                .cast(pl.Datetime("us")),
             }
         )
 
@@ -426,11 +427,17 @@ class CoPurchase(Recommender):
         _, rows = resolve_rows(self, customer_ids, on_unknown)
         return self._explain(rows, n, exclude_bought)
 
-    def _explain(self, rows: np.ndarray, n: int, exclude_bought: bool) -> Explained:
+    def _explained(self, rows: np.ndarray, n: int, exclude_bought: bool) -> tuple[np.ndarray, ...]:
+        """The top ``n`` and their sources as index arrays: (row, rank, item, scores, source item, source
+        time in seconds)."""
         idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
         b, rank = np.nonzero(idx >= 0)
         rec_items = idx[b, rank]
         src_item, src_ts = self._sources(rows, b, rec_items)
+        return b, rank, rec_items, scores, src_item, src_ts
+
+    def _explain(self, rows: np.ndarray, n: int, exclude_bought: bool) -> Explained:
+        b, rank, rec_items, scores, src_item, src_ts = self._explained(rows, n, exclude_bought)
         return Explained(
             b, (rank + 1).astype(np.int32), self.item_ids_.ids[rec_items].astype(str).astype(object),
             scores[b, rank].astype(np.float32), self.item_ids_.ids[src_item].astype(str).astype(object),

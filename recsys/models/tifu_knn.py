@@ -339,6 +339,17 @@ class TIFUKNN(Recommender):
         """The top ``n`` as arrays with their explanation: an item the customer bought is a buy-again
         suggestion whose source is the item itself, bought last on ``source_us``; any other item is
         there because similar customers bought it (no source; ``source_us`` is the int64 minimum)."""
+        b, rank, items, scores, bought, last = self._explained(customer_ids, n, exclude_bought, on_unknown)
+        ids = self.item_ids_.ids[items].astype(str).astype(object)
+        source = ids.copy()
+        source[~bought] = None
+        reason = np.where(bought, self.reason_bought, self.reason).astype(object)
+        return ExplainedReasons(b.astype(np.int64), (rank + 1).astype(np.int32), ids, scores.astype(np.float32),
+                                source, last.astype(np.int64), reason)
+
+    def _explained(self, customer_ids: str | Sequence[str] | np.ndarray, n: int, exclude_bought: bool,
+                   on_unknown: OnUnknown) -> list[np.ndarray]:
+        """``explain_arrays``'s entries as index arrays: (row, rank, item, score, bought, last µs)."""
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
         _, rows = resolve_rows(self, customer_ids, on_unknown)
@@ -354,14 +365,7 @@ class TIFUKNN(Recommender):
             parts.append((b + lo, rank, items, scores[b, rank], bought, last))
         if not parts:  # no customers asked
             parts = [(np.zeros(0, np.int64),) * 3 + (np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, np.int64))]
-        cols: list[np.ndarray] = [np.concatenate(x) for x in zip(*parts, strict=True)]
-        b, rank, items, scores, bought, last = cols
-        ids = self.item_ids_.ids[items].astype(str).astype(object)
-        source = ids.copy()
-        source[~bought] = None
-        reason = np.where(bought, self.reason_bought, self.reason).astype(object)
-        return ExplainedReasons(b.astype(np.int64), (rank + 1).astype(np.int32), ids, scores.astype(np.float32),
-                                source, last.astype(np.int64), reason)
+        return [np.concatenate(x) for x in zip(*parts, strict=True)]
 
     def recommend_with_sources(
         self, customer_ids: str | Sequence[str] | np.ndarray, n: int = 10, *, exclude_bought: bool = False,
@@ -370,16 +374,17 @@ class TIFUKNN(Recommender):
         """``explain_arrays`` as a frame: ``customer_id, rank, item_id, score, source_item_id, source_ts,
         reason_type`` (padding omitted)."""
         ids = np.array([customer_ids] if isinstance(customer_ids, str) else list(customer_ids), dtype=object)
-        e = self.explain_arrays(ids, n, exclude_bought=exclude_bought, on_unknown=on_unknown)
-        ts = to_datetime(np.where(e.source_us == _NAT, 0, e.source_us) / 1e6)
+        b, rank, items, scores, bought, last = self._explained(ids, n, exclude_bought, on_unknown)
+        ts = to_datetime(np.where(bought, last, 0) / 1e6)
+        item_ids = self.item_ids_.take(items)
         return pl.DataFrame({
-            "customer_id": pl.Series(ids[e.row].astype(str).tolist(), dtype=pl.String),
-            "rank": pl.Series(e.rank, dtype=pl.Int32),
-            "item_id": pl.Series(e.item_id.tolist(), dtype=pl.String),
-            "score": pl.Series(e.score, dtype=pl.Float32),
-            "source_item_id": pl.Series(e.source_item_id.tolist(), dtype=pl.String),
-            "source_ts": ts.set(pl.Series(e.source_us == _NAT), None),
-            "reason_type": pl.Series(e.reason.tolist(), dtype=pl.String),
+            "customer_id": pl.Series(ids.astype(str), dtype=pl.String).gather(b),
+            "rank": pl.Series(rank + 1, dtype=pl.Int32),
+            "item_id": item_ids,
+            "score": pl.Series(scores, dtype=pl.Float32),
+            "source_item_id": item_ids.set(pl.Series(~bought), None),
+            "source_ts": ts.set(pl.Series(~bought), None),
+            "reason_type": pl.Series(np.where(bought, self.reason_bought, self.reason), dtype=pl.String),
         })
 
     # ------------------------------------------------------------------------------- fold-in
