@@ -55,12 +55,15 @@ def cascade_scores(ranker: TreeEnsemble, X: np.ndarray, items: pl.Series, custom
     if cascade is None or cascade.trees >= ranker.n_trees or n == 0:
         return ranker.predict(X)
     head = ranker.predict(X, trees=(0, cascade.trees))
-    frame = pl.DataFrame({"c": customers if customers is not None else pl.repeat("", n, eager=True),
-                          "s": head, "i": items}).with_row_index("row")
-    rows = (
-        frame.sort("c", "s", "i", descending=[False, True, False])
-        .filter(pl.int_range(pl.len()).over("c") < cascade.keep)["row"].to_numpy()
-    )
+    if customers is None:  # one customer (the per-request path): the same order, without a frame
+        by_item = np.array(sorted(range(n), key=items.to_list().__getitem__), dtype=np.int64)
+        rows = by_item[np.argsort(-head[by_item], kind="stable")][: cascade.keep]
+    else:
+        rows = (
+            pl.DataFrame({"c": customers, "s": head, "i": items}).with_row_index("row")
+            .sort("c", "s", "i", descending=[False, True, False])
+            .filter(pl.int_range(pl.len()).over("c") < cascade.keep)["row"].to_numpy()
+        )
     out = head - PRUNED_OFFSET
     if len(rows):
         out[rows] = head[rows] + ranker.predict(X[rows], trees=(cascade.trees, ranker.n_trees))
