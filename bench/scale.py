@@ -2,6 +2,7 @@
 
     python bench/scale.py --sizes 0.01 0.1 1.0 [--data-root /tmp] [--reuse] [--train-mode no-eval|eval]
                           [--stages generate,train,recommend,serve,http] [--out bench/results/scale.json]
+                          [--work DIR --tag crosssell:v…]   # serve a bundle an earlier run trained
 
 Why: the H&M preset is 100× the 1 % shop.  Before running at full size we want, per stage, how time
 and memory grow with the purchase lines (the exponent k of ``wall ~ lines^k`` fitted over the sizes
@@ -331,8 +332,15 @@ def run_size(size: float, args: argparse.Namespace, stages: list[str], work: Pat
         size_b = sum(f.stat().st_size for f in Path(m.group(2).strip()).rglob("*") if f.is_file())
         row["train"] = {**r, "mode": args.train_mode, "tag": m.group(1), "bundle_mb": round(size_b / 1e6, 2),
                         "train_s": info.get("train_seconds"), "timings": info.get("timings")}
+    elif args.tag:  # a bundle trained earlier (e.g. a long full-size run), stored in --work's bentoml/
+        folder = Path(env["BENTOML_HOME"]) / "models" / args.tag.replace(":", "/")
+        if not folder.is_dir():
+            raise SystemExit(f"--tag {args.tag}: no {folder}")
+        size_b = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        row["train"] = {"skipped": True, "why": "--tag: trained earlier", "tag": args.tag,
+                        "bundle_mb": round(size_b / 1e6, 2)}
     elif set(stages) & {"recommend", "serve", "http"}:
-        raise SystemExit("recommend/serve/http need the train stage (the bundle of this run)")
+        raise SystemExit("recommend/serve/http need the train stage (the bundle of this run) or --tag")
     tag = row.get("train", {}).get("tag")
     if "recommend" in stages:
         recs = work / f"recs-{name}.parquet"
@@ -448,6 +456,8 @@ def main() -> None:
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--train-mode", choices=["no-eval", "eval"], default="no-eval")
     ap.add_argument("--work", type=Path, help="BENTOML_HOME, logs (default: a temp folder, removed).")
+    ap.add_argument("--tag", help="Without the train stage: the stored version (crosssell:v…) in WORK/bentoml "
+                                  "to use, trained by an earlier run.")
     ap.add_argument("--precomputed-customers", type=int, default=2000)
     ap.add_argument("--live-customers", type=int, default=1000)
     ap.add_argument("--zipf", type=float, default=1.0, help="Customers drawn with weight 1/rank^s.")
