@@ -9,7 +9,7 @@ the temporary file is removed.
     >>> atomic_write_text("out/report.md", "# Report\\n")  # doctest: +SKIP
     >>> atomic_write("picks.parquet", frame.write_parquet)  # doctest: +SKIP
     >>> with atomic_dir("models/als") as tmp:  # doctest: +SKIP
-    ...     np.savez(tmp / "arrays.npz", **arrays)
+    ...     save_arrays(tmp / "arrays.npz", arrays)
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SHARED_MODE", "atomic_dir", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+import numpy as np
+
+__all__ = ["SHARED_MODE", "atomic_dir", "atomic_write", "atomic_write_bytes", "atomic_write_text", "save_arrays"]
 
 #: Permissions of written files (``mkstemp`` makes them private; what we write is meant to be read).
 SHARED_MODE = 0o644
@@ -98,3 +100,11 @@ class atomic_dir:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(self.tmp, self.path)
+
+
+def save_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez(path, **arrays)``: named arrays, data only (read back with ``allow_pickle=False``).
+
+    One place for it because numpy's stubs type ``**kwds`` against ``allow_pickle: bool``.
+    """
+    np.savez(path, **arrays)  # type: ignore[arg-type]

@@ -31,14 +31,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
+from recsys._io import save_arrays
 from recsys.config import GENERATORS
 from recsys.exceptions import BundleError
 from recsys.history import PurchaseHistory
 from recsys.models._shared import SharedArrays, plan_sharing
 from recsys.models.base import Recommender, atomic_dir
 from recsys.ranking._features import ItemStats
-from recsys.ranking._trees import TreeEnsemble
 from recsys.ranking._cascade import Cascade
+from recsys.ranking._trees import TreeEnsemble
 from recsys.ranking.hybrid import HybridRecommender
 
 if TYPE_CHECKING:
@@ -56,7 +57,8 @@ def generator_class(name: str) -> type[Recommender]:
         module, cls = GENERATORS[name].split(":")
     except KeyError:
         raise BundleError(f"unknown generator {name!r}; known: {sorted(GENERATORS)}") from None
-    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+    found: type[Recommender] = getattr(importlib.import_module(module), cls)
+    return found
 
 
 def library_versions() -> dict[str, str]:
@@ -119,9 +121,9 @@ class Bundle:
         h.stats.items_.write_parquet(folder / "stats_items.parquet")
         h.stats.categories_.write_parquet(folder / "stats_categories.parquet")
         if h.ranker is not None:
-            np.savez(folder / "ranker.npz", **h.ranker.to_arrays())
+            save_arrays(folder / "ranker.npz", h.ranker.to_arrays())
         if h.ranker_new is not None:
-            np.savez(folder / "ranker_new.npz", **h.ranker_new.to_arrays())
+            save_arrays(folder / "ranker_new.npz", h.ranker_new.to_arrays())
         if self.tables:
             (folder / "report").mkdir()
             for name, table in self.tables.items():

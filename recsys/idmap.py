@@ -36,7 +36,7 @@ class IdMap:
         self._n = len(self._buf)
         self._index = index
         self._group = [self._n]  # ids in use in the shared buffer; the map with that many is the tip
-        self._pl_table = None
+        self._pl_table: pl.DataFrame | None = None
 
     @property
     def ids(self) -> np.ndarray:
@@ -98,13 +98,15 @@ class IdMap:
         """
         return self._table()["_k"].gather(np.asarray(idx, dtype=np.int64))
 
-    def _table(self):  # type: ignore[no-untyped-def]
+    def _table(self) -> pl.DataFrame:
         import polars as pl
 
-        if self._pl_table is None:
-            self._pl_table = pl.DataFrame({"_k": pl.Series(self.ids.tolist(), dtype=pl.String),
-                                           "_i": np.arange(self._n, dtype=np.int64)})
-        return self._pl_table
+        table: pl.DataFrame | None = self._pl_table
+        if table is None:
+            table = pl.DataFrame({"_k": pl.Series(self.ids.tolist(), dtype=pl.String),
+                                  "_i": np.arange(self._n, dtype=np.int64)})
+            self._pl_table = table
+        return table
 
     def extend(self, keys: Iterable[str]) -> IdMap:
         """A map with unseen ``keys`` appended (indices of existing ids unchanged); ``self`` is unchanged.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys.data._config import DatasetConfig, FilesSource, SyntheticSource, load_dataset_config
+from recsys.data._config import DatasetConfig, FilesSource, SqlSource, SyntheticSource, load_dataset_config
 from recsys.data._read import ROW, read_table
 from recsys.data._validate import Checker, ValidationReport, to_canonical
 from recsys.dataset import Dataset
@@ -64,7 +64,7 @@ def load_dataset(
         raw = read_table(config.source, spec, name, location=location)
         origins[name] = raw.origin
         check = Checker(raw, name, lenient=lenient, report=report)
-        tables[name] = to_canonical(raw, spec, name, check)  # type: ignore[arg-type]
+        tables[name] = to_canonical(raw, spec, name, check)
 
     items, interactions = tables["items"], tables["interactions"]
     unknown = ~interactions["item_id"].is_in(items["item_id"].implode())
@@ -117,4 +117,6 @@ def _describe(config: DatasetConfig, location: str | Path | None) -> str:
         return f"{config.name}:{config.source.resolved_path(location)}"
     from recsys.data._read import redact_uri
 
-    return f"{config.name}:{redact_uri(config.source.resolved_uri(str(location) if location else None))}"
+    if isinstance(config.source, SqlSource):
+        return f"{config.name}:{redact_uri(config.source.resolved_uri(str(location) if location else None))}"
+    return f"{config.name}:synthetic"

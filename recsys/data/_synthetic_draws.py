@@ -129,10 +129,10 @@ def _make_items(
 
     brand_idx = np.empty(n, np.int64)
     brand_names: list[str] = []
-    for t, names in enumerate(_BRANDS):
+    for t, tier_brands in enumerate(_BRANDS):
         mask = ptier == t
-        brand_idx[mask] = len(brand_names) + rng.integers(0, len(names), int(mask.sum()))
-        brand_names.extend(names)
+        brand_idx[mask] = len(brand_names) + rng.integers(0, len(tier_brands), int(mask.sum()))
+        brand_names.extend(tier_brands)
     adjective = rng.integers(0, 6, n)
     in_stock = rng.random(n) < cfg.in_stock_rate
 

@@ -60,7 +60,7 @@ def _write_one(frame: pl.DataFrame, path: Path, fmt: FileFormat) -> None:
         frame.write_csv(path, datetime_format=TS_TEXT_FORMAT)
     elif fmt == "csv.gz":
         with gzip.open(path, "wb", compresslevel=6) as fh:
-            frame.write_csv(fh, datetime_format=TS_TEXT_FORMAT)
+            frame.write_csv(fh, datetime_format=TS_TEXT_FORMAT)  # type: ignore[call-overload]  # GzipFile is an IO[bytes]
     else:  # pragma: no cover - guarded by write_files
         raise ValueError(fmt)
 

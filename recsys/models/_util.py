@@ -21,6 +21,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys._arrays import row_score_order
+from recsys._time import newest
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models.base import OnUnknown, Recommender
@@ -87,16 +88,6 @@ def purchases_of(interactions: pl.DataFrame) -> pl.DataFrame:
 def to_us(ts: datetime) -> int:
     """Naive datetime → µs since the epoch, the same clock as polars' ``dt.epoch('us')``."""
     return (ts - datetime(1970, 1, 1)) // timedelta(microseconds=1)
-
-
-def newest(ts: pl.Series, default: datetime | None = None) -> datetime:
-    """The newest timestamp of ``ts``; ``default`` when it has none (``ValueError`` without a default)."""
-    value = ts.max()
-    if isinstance(value, datetime):
-        return value
-    if default is None:
-        raise ValueError(f"no timestamp in {ts.name!r} to take the newest of")
-    return default
 
 
 def epoch_second(ts: datetime) -> float:

@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys._io import atomic_dir  # re-exported: it lived here before recsys._io
+from recsys._io import atomic_dir, save_arrays  # atomic_dir re-exported: it lived here before recsys._io
+from recsys._time import newest
 from recsys.dataset import Dataset
 from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownIdError
 from recsys.idmap import IdMap
@@ -133,8 +134,8 @@ def purchase_entries(
     else:
         w = np.ones(frame.height, dtype=np.float32)
     if half_life_days is not None and frame.height:
-        ref = reference_time or frame["ts"].max()
-        age_days = ((ref - frame["ts"]).dt.total_seconds() / 86400.0).to_numpy()  # type: ignore[operator]
+        ref = reference_time or newest(frame["ts"])
+        age_days = ((ref - frame["ts"]).dt.total_seconds() / 86400.0).to_numpy()
         w = w * np.power(0.5, np.clip(age_days, 0, None) / half_life_days).astype(np.float32)
     keep = (rows >= 0) & (cols >= 0)
     return rows[keep], cols[keep], w[keep]
@@ -337,7 +338,7 @@ class Recommender(ABC):
                     shared.write(key, arrays[name])
                 manifest["shared"] = share
                 manifest["shared_dir"] = os.path.relpath(shared.root, path)
-            np.savez(tmp / "arrays.npz", **{k: v for k, v in arrays.items() if k not in share})
+            save_arrays(tmp / "arrays.npz", {k: v for k, v in arrays.items() if k not in share})
             (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str))
         return Path(path)
 

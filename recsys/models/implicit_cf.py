@@ -512,8 +512,9 @@ class ALS(_FactorRecommender):
             "item_factors": np.asarray(self.model_.item_factors),
             "bm25_item_norm": self.bm25_item_norm_,
         }
-        if getattr(self, "item_pool_", None) is not None:
-            arrays["item_pool"] = self.item_pool_
+        pool: np.ndarray | None = getattr(self, "item_pool_", None)
+        if pool is not None:
+            arrays["item_pool"] = pool
         return arrays, {"reference_time": self.reference_time_.isoformat()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:

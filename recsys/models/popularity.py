@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys._time import newest
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
 from recsys.models._overlay import OverlayCSR
@@ -70,7 +71,7 @@ class Popularity(Recommender):
         purchases = data.purchases
         self.item_ids_ = IdMap.from_values(data.items["item_id"].to_list())
         self.customer_ids_ = IdMap.from_values(purchases["customer_id"].unique().to_list())
-        self.reference_time_: datetime = purchases["ts"].max() if purchases.height else datetime(1970, 1, 1)
+        self.reference_time_: datetime = newest(purchases["ts"], datetime(1970, 1, 1))
         cats = data.items.select("item_id", "category")
         order = self.item_ids_.index(cats["item_id"].to_list())
         category = np.full(len(self.item_ids_), "", dtype=object)
@@ -88,7 +89,7 @@ class Popularity(Recommender):
         w = (purchases["quantity"].to_numpy().astype(np.float64) if self.weight == "quantity"
              else np.ones(purchases.height, dtype=np.float64))
         if half_life is not None and purchases.height:
-            age = ((self.reference_time_ - purchases["ts"]).dt.total_seconds() / 86400.0).to_numpy()  # type: ignore[operator]
+            age = ((self.reference_time_ - purchases["ts"]).dt.total_seconds() / 86400.0).to_numpy()
             w = w * np.power(0.5, np.clip(age, 0, None) / half_life)
         keep = idx >= 0
         return np.bincount(idx[keep], weights=w[keep], minlength=len(self.item_ids_)).astype(np.float32)

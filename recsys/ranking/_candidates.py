@@ -29,7 +29,7 @@ SOURCED_REASONS = ("bought_with", "complements_category", "buy_again", "similar_
 _WORKERS = min(os.cpu_count() or 1, 4)
 _THREADED_FROM = 200
 
-_LONG_SCHEMA = {
+_LONG_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "customer_id": pl.String,
     "item_id": pl.String,
     "gen": pl.String,

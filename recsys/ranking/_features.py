@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recsys._time import newest
 from recsys.dataset import Dataset
 
 __all__ = ["ItemStats", "build_features", "feature_names"]
@@ -40,7 +41,7 @@ class ItemStats:
 
     def fit(self, data: Dataset, *, recent_days: float = 28.0, half_life_days: float = 60.0) -> ItemStats:
         p = data.purchases
-        ref: datetime = p["ts"].max() if p.height else datetime(1970, 1, 1)
+        ref = newest(p["ts"], datetime(1970, 1, 1))
         age = (pl.lit(ref) - pl.col("ts")).dt.total_seconds() / 86_400.0
         per_item = p.group_by("item_id").agg(
             (0.5 ** (age / half_life_days)).sum().cast(pl.Float32).alias("i_pop"),
@@ -58,7 +59,8 @@ class ItemStats:
                 (pl.col("gap").median() / 86_400.0).cast(pl.Float32).alias("i_interval"),
             )
         )
-        span = max((ref - p["ts"].min()).total_seconds() / 86_400.0, recent_days) if p.height else recent_days
+        first = p["ts"].min() if p.height else None
+        span = max((ref - first).total_seconds() / 86_400.0, recent_days) if isinstance(first, datetime) else recent_days
         self.items_ = (
             data.items.select("item_id", "category", "price")
             .join(per_item, on="item_id", how="left")

@@ -281,7 +281,7 @@ def _complements(
     model = _category_model(bundle)
     if model is None:
         reason = skipped.get("category_complements")
-        no_categories = bool(reason) and "categor" in reason.lower() and "no " in reason.lower()
+        no_categories = reason is not None and "categor" in reason.lower() and "no " in reason.lower()
         if summary.get("categories") == 0 or no_categories:
             return None, "No categories in this dataset, so there is no category-complement model."
         if reason:

@@ -159,7 +159,7 @@ def _curve(content: ReportContent) -> Image | None:
     ax.grid(axis="x", color="#d0d0d0", linewidth=0.6)
     alt = ("Precision against recall as the list length K grows, one line per model: "
            + "; ".join(alt_parts) + ".")
-    caption = (f"Precision/recall@K for K = 1…{curve['k'].max()} on all test purchases "
+    caption = (f"Precision/recall@K for K = 1…{curve['k'].cast(pl.Int64).max()!s} on all test purchases "
                "(up and to the right is better).")
     return Image("curve", _png(fig), alt, caption)
 

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
+from recsys._io import save_arrays
 from recsys.dataset import Dataset
 from recsys.exceptions import BundleError, ConfigError, ModelFitError, NotFittedError
 from recsys.models.base import atomic_dir, check_param
@@ -221,7 +222,7 @@ class WindowModel:
         self._check_fitted()
         path = Path(path)
         with atomic_dir(path) as tmp:
-            np.savez(tmp / "model.npz", **self.trees_.to_arrays())
+            save_arrays(tmp / "model.npz", self.trees_.to_arrays())
             manifest = {
                 "format_version": FORMAT_VERSION,
                 "kind": self.kind,

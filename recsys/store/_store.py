@@ -162,7 +162,8 @@ class Store:
 
     def events(self, customer_ids: Iterable[str] | None = None, *, since: datetime | None = None) -> pl.DataFrame:
         """Stored events as canonical interactions (+ source, model_version), oldest first."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if customer_ids is not None:
             ids = list(customer_ids)
             if not ids:
@@ -196,7 +197,8 @@ class Store:
 
     @staticmethod
     def _events_frame(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
-        schema = {"customer_id": pl.String, "item_id": pl.String, "event": pl.String, "ts": pl.Datetime("us"),
+        schema: dict[str, pl.DataType | type[pl.DataType]] = {
+                  "customer_id": pl.String, "item_id": pl.String, "event": pl.String, "ts": pl.Datetime("us"),
                   "quantity": pl.Float32, "price": pl.Float64, "order_id": pl.String, "source": pl.String,
                   "model_version": pl.String, "received_at": pl.Datetime("us")}
         return pl.DataFrame(rows, schema=schema, orient="row")
@@ -223,7 +225,8 @@ class Store:
         return self.count("send_log") - before
 
     def sends(self, *, since: datetime | None = None, customer_ids: Iterable[str] | None = None) -> pl.DataFrame:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if since is not None:
             where.append("sent_at >= ?")
             params.append(since)
@@ -236,7 +239,8 @@ class Store:
         sql = "SELECT run_id, campaign, customer_id, item_id, rank, control, model_version, sent_at FROM send_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        schema = {"run_id": pl.String, "campaign": pl.String, "customer_id": pl.String, "item_id": pl.String,
+        schema: dict[str, pl.DataType | type[pl.DataType]] = {
+                  "run_id": pl.String, "campaign": pl.String, "customer_id": pl.String, "item_id": pl.String,
                   "rank": pl.Int32, "control": pl.Boolean, "model_version": pl.String, "sent_at": pl.Datetime("us")}
         return pl.DataFrame(self._query(sql, params), schema=schema, orient="row")
 

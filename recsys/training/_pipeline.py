@@ -31,6 +31,7 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
+from recsys._time import newest
 from recsys.baselines import tune_tifu_knn
 from recsys.bundle import Bundle, generator_class, git_sha, library_versions
 from recsys.config import TrainConfig
@@ -40,8 +41,8 @@ from recsys.exceptions import ConfigError, ModelFitError
 from recsys.history import PurchaseHistory
 from recsys.models.base import Recommender
 from recsys.ranking._features import ItemStats
-from recsys.ranking.hybrid import HybridRecommender
 from recsys.ranking._cascade import Cascade
+from recsys.ranking.hybrid import HybridRecommender
 from recsys.segments._relationship import relationship_tables
 from recsys.split import temporal_split
 from recsys.training._holdout import evaluate_holdout
@@ -177,7 +178,7 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
     t_start = time.perf_counter()
     if data.purchases.height == 0:
         raise ConfigError(f"Cannot train on dataset {data.source!r}: it has no purchases.")
-    data_start, data_end = data.purchases["ts"].min(), data.purchases["ts"].max()
+    data_start, data_end = data.purchases["ts"].min(), newest(data.purchases["ts"])
     empty = pl.DataFrame()
     metrics, segments, curve = empty, empty, empty
     info: dict[str, Any] = {"evaluated": evaluate, "refit": refit or not evaluate}
