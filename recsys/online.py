@@ -188,7 +188,9 @@ class OnlineRecommender:
             filters = self.not_interested.filters(customer_id, filters, now or self.clock)
             cart = tuple(self.carts.get(customer_id, ())) if customer_id else ()
             context = tuple(dict.fromkeys([*context_item_ids, *cart]))
-            key = (customer_id, placement, n, context, filters)
+            # an explicit ``now`` is part of the question: the same customer a month later has other
+            # buy-again items due (``None``: the clock, whose moves invalidate the cache anyway)
+            key = (customer_id, placement, n, context, filters, now)
             if render is not None:
                 rendered = self.cache.get((*key, render[0]))
                 if rendered is not None:
