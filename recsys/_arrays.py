@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["in_sorted", "row_score_order", "unique_sorted"]
+__all__ = ["in_sorted", "row_score_order", "unique_inverse", "unique_sorted"]
 
 
 def unique_sorted(keys: np.ndarray) -> np.ndarray:
@@ -18,6 +18,18 @@ def unique_sorted(keys: np.ndarray) -> np.ndarray:
     first = np.ones(len(keys), dtype=bool)
     first[1:] = keys[1:] != keys[:-1]
     return keys[first]
+
+
+def unique_inverse(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` by one sort (numpy 2.4's hash path is much slower here:
+    3.8 s instead of ~0.5 s on TIFU-KNN's 7M (customer, item) keys at 10 % of H&M)."""
+    order = np.argsort(keys, kind="stable")
+    ranked = keys[order]
+    first = np.ones(len(keys), dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ranked[first], inverse
 
 
 def in_sorted(values: np.ndarray, keys: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from recsys._arrays import in_sorted, row_score_order, unique_sorted
+from recsys._arrays import in_sorted, row_score_order, unique_inverse, unique_sorted
 
 _scores = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 2.5, 1e-30, -3.25, 7.0])
 
@@ -50,3 +50,13 @@ def test_unique_and_in_sorted(keys: list[int], values: list[int]) -> None:
     u = unique_sorted(np.array(keys, dtype=np.int64))
     np.testing.assert_array_equal(u, np.unique(np.array(keys, dtype=np.int64)))
     np.testing.assert_array_equal(in_sorted(np.array(values, dtype=np.int64), u), np.isin(values, u))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(-5, 5), max_size=30))
+def test_unique_inverse_is_numpys(keys: list[int]) -> None:
+    arr = np.array(keys, dtype=np.int64)
+    u, inv = unique_inverse(arr)
+    nu, ninv = np.unique(arr, return_inverse=True)
+    np.testing.assert_array_equal(u, nu)
+    np.testing.assert_array_equal(inv, ninv.reshape(-1))

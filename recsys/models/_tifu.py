@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys._arrays import row_score_order
+from recsys._arrays import row_score_order, unique_inverse, unique_sorted
 from recsys.models.base import top_n
 
 __all__ = ["add_baskets", "Baskets", "DAY_KEY", "Pool", "basket_key", "basket_table", "customer_vectors", "nearest", "on_two_threads", "strongest", "take_rows"]
@@ -122,7 +122,7 @@ def basket_table(c: np.ndarray, i: np.ndarray, t: np.ndarray, key: pl.Series, n_
     b_of_run[by_time] = np.arange(len(starts))
     run_of_line = np.repeat(np.arange(len(starts), dtype=np.int64), np.diff(np.r_[starts, n_lines]))
     item_bits = max(int(np.max(i)).bit_length(), 1)
-    pairs = np.unique((b_of_run[run_of_line] << item_bits) | np.asarray(i, dtype=np.int64)[o])  # distinct (b, i)
+    pairs = unique_sorted((b_of_run[run_of_line] << item_bits) | np.asarray(i, dtype=np.int64)[o])  # distinct (b, i)
     del run_of_line
     b_cust, b_ts = run_c[by_time], run_t[by_time]
     bk_indptr = np.concatenate([[0], np.cumsum(np.bincount(b_cust, minlength=n_customers))])
@@ -162,7 +162,7 @@ def customer_vectors(
     sizes = np.diff(baskets.ln_indptr)
     line_b = np.repeat(np.arange(len(b_cust), dtype=np.int64), sizes)
     key = b_cust[line_b] * n_items + baskets.ln_items
-    uniq, inv = np.unique(key, return_inverse=True)
+    uniq, inv = unique_inverse(key)
     weight = np.bincount(inv, weights=w_basket[line_b], minlength=len(uniq))
     last = np.full(len(uniq), np.iinfo(np.int64).min, dtype=np.int64)
     np.maximum.at(last, inv, baskets.bk_ts[line_b])
