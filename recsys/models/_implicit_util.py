@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from recsys._arrays import row_score_order
+from recsys._arrays import row_score_order, unique_sorted
 from recsys.models._util import purchases_only
 from recsys.models.base import top_n
 
@@ -223,7 +223,7 @@ def _sparse_route(prod: sp.csr_matrix, bought: sp.csr_matrix | None, k: int) -> 
     if bought is not None and bought.nnz:
         n_items = prod.shape[1]
         hit = bought.tocoo()
-        keys_bought = np.unique(hit.row.astype(np.int64) * n_items + hit.col)
+        keys_bought = unique_sorted(hit.row.astype(np.int64) * n_items + hit.col)
         r = np.repeat(np.arange(prod.shape[0], dtype=np.int64), np.diff(prod.indptr))
         keys = r * n_items + prod.indices
         at = np.clip(np.searchsorted(keys_bought, keys), 0, len(keys_bought) - 1)

@@ -400,7 +400,7 @@ class CoPurchase(Recommender):
         self._check_fitted()
         check_param(self, "n", n, "an int in [1, inf)", isinstance(n, (int, np.integer)) and n >= 1)
         ids, rows = resolve_rows(self, customer_ids, on_unknown)
-        b, rank, items, scores, src_item, src_ts = self._explained(rows, n, exclude_bought)
+        b, rank, items, scores, src_item, src_us = self._explained(rows, n, exclude_bought)
         return pl.DataFrame(
             {
                 "customer_id": pl.Series(ids.astype(str), dtype=pl.String).gather(b),
@@ -408,8 +408,7 @@ class CoPurchase(Recommender):
                 "item_id": self.item_ids_.take(items),
                 "score": pl.Series(scores[b, rank], dtype=pl.Float32),
                 "source_item_id": self.item_ids_.take(src_item),
-                "source_ts": pl.Series(np.round(np.asarray(src_ts) * _US).astype(np.int64), dtype=pl.Int64)
-                .cast(pl.Datetime("us")),
+                "source_ts": pl.Series(src_us, dtype=pl.Int64).cast(pl.Datetime("us")),
             }
         )
 
@@ -429,19 +428,18 @@ class CoPurchase(Recommender):
 
     def _explained(self, rows: np.ndarray, n: int, exclude_bought: bool) -> tuple[np.ndarray, ...]:
         """The top ``n`` and their sources as index arrays: (row, rank, item, scores, source item, source
-        time in seconds)."""
+        time in µs)."""
         idx, scores = self._recommend(rows, n, exclude_bought=exclude_bought)
         b, rank = np.nonzero(idx >= 0)
         rec_items = idx[b, rank]
         src_item, src_ts = self._sources(rows, b, rec_items)
-        return b, rank, rec_items, scores, src_item, src_ts
+        return b, rank, rec_items, scores, src_item, np.round(np.asarray(src_ts) * _US).astype(np.int64)
 
     def _explain(self, rows: np.ndarray, n: int, exclude_bought: bool) -> Explained:
-        b, rank, rec_items, scores, src_item, src_ts = self._explained(rows, n, exclude_bought)
+        b, rank, rec_items, scores, src_item, src_us = self._explained(rows, n, exclude_bought)
         return Explained(
             b, (rank + 1).astype(np.int32), self.item_ids_.ids[rec_items].astype(str).astype(object),
-            scores[b, rank].astype(np.float32), self.item_ids_.ids[src_item].astype(str).astype(object),
-            np.round(np.asarray(src_ts) * _US).astype(np.int64),
+            scores[b, rank].astype(np.float32), self.item_ids_.ids[src_item].astype(str).astype(object), src_us,
         )
 
     def _sources(self, rows: np.ndarray, b: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -35,9 +35,9 @@ from recsys.models._tifu import (
     BLOCK_CELLS, Baskets, Pool, add_baskets, basket_key, basket_table, customer_vectors, nearest, on_two_threads,
     strongest,
 )
-from recsys.models._implicit_util import _DENSE_SHARE, sparse_top_n
+from recsys.models._implicit_util import _DENSE_SHARE, _dense_route, _sparse_route
 from recsys.models._util import gather_rows, index_of, purchases_of, resolve_rows, sorted_ids, to_datetime
-from recsys.models.base import OnUnknown, Recommender, check_param, top_n
+from recsys.models.base import OnUnknown, Recommender, check_param
 
 __all__ = ["ExplainedReasons", "TIFUKNN"]
 
@@ -297,21 +297,16 @@ class TIFUKNN(Recommender):
                 a_ov = sp.csr_matrix((share[r[in_ov]], (r[in_ov], at[in_ov])), shape=(b, len(ov_rows)))
                 scores = (scores + a_ov @ ov_matrix).tocsr()
         own = sp.csr_matrix((np.float32(self.alpha) * w, (local, item)), shape=(b, n_items), dtype=np.float32)
-        if exclude_bought:
-            scores = scores - scores.multiply(own.astype(bool))  # the customer's own items out
-        else:
-            scores = scores + own
-        scores = sp.csr_matrix(scores, dtype=np.float32)
+        # exclude_bought: the customer's own items out (their vector is then not added at all)
+        scores = sp.csr_matrix(scores if exclude_bought else scores + own, dtype=np.float32)
+        bought = own if exclude_bought else None
         if scores.nnz < _DENSE_SHARE * b * n_items:
-            scores.data[scores.data <= 0] = 0.0
-            scores.eliminate_zeros()
-            idx, top = sparse_top_n(scores, n)
+            idx, top = _sparse_route(scores, bought, n)
         else:  # dense blocks of at most BLOCK_CELLS cells
             step = max(1, BLOCK_CELLS // max(n_items, 1))
-            parts = [top_n(scores[lo:lo + step].toarray(), n) for lo in range(0, b, step)]
+            parts = [_dense_route(scores[lo:lo + step], None if bought is None else bought[lo:lo + step], n)
+                     for lo in range(0, b, step)]
             idx, top = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-        idx = np.where(top > 0, idx, -1)
-        top = np.where(top > 0, top, -np.inf).astype(np.float32)
         return idx, top, local * n_items + item, last
 
     def _blocks(self, rows: np.ndarray, n: int, exclude_bought: bool) -> list[tuple[int, tuple[np.ndarray, ...]]]:

@@ -13,6 +13,7 @@ scores remain the default, and ``bench/quality.py`` measures what a setting cost
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,8 @@ class Cascade:
         return None if not value else cls(int(value["trees"]), int(value["keep"]))
 
 
-def cascade_scores(ranker: TreeEnsemble, X: np.ndarray, items: pl.Series, customers: pl.Series | None,
-                   cascade: Cascade | None) -> np.ndarray:
+def cascade_scores(ranker: TreeEnsemble, X: np.ndarray, items: pl.Series | Sequence[str],
+                   customers: pl.Series | None, cascade: Cascade | None) -> np.ndarray:
     """Scores of the rows of ``X`` — candidate ``items`` of ``customers``, one per row (``None``: all rows
     are one customer's) — through ``cascade`` when given.
 
@@ -56,7 +57,8 @@ def cascade_scores(ranker: TreeEnsemble, X: np.ndarray, items: pl.Series, custom
         return ranker.predict(X)
     head = ranker.predict(X, trees=(0, cascade.trees))
     if customers is None:  # one customer (the per-request path): the same order, without a frame
-        by_item = np.array(sorted(range(n), key=items.to_list().__getitem__), dtype=np.int64)
+        names = items.to_list() if isinstance(items, pl.Series) else list(items)
+        by_item = np.array(sorted(range(n), key=names.__getitem__), dtype=np.int64)
         rows = by_item[np.argsort(-head[by_item], kind="stable")][: cascade.keep]
     else:
         rows = (

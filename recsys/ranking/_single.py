@@ -275,8 +275,7 @@ def rank_one(hybrid: HybridRecommender, cid: str, now: datetime, *, new_only: bo
         src_ts = [src_ts[j] for j in idx]
     ranker = hybrid.ranker_new if new_only and hybrid.ranker_new is not None else hybrid.ranker
     if ranker is not None:
-        scores = (cascade_scores(ranker, X, pl.Series(items, dtype=pl.String), None, hybrid.cascade) if len(items)
-                  else np.zeros(0))
+        scores = cascade_scores(ranker, X, items, None, hybrid.cascade) if len(items) else np.zeros(0)
     else:
         scores = rrf_from_ranks(X[:, [hybrid.features.index(f"rank_{g}") for g in hybrid.generators]])
     s32 = np.asarray(scores, dtype=np.float32)

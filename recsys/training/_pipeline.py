@@ -223,14 +223,13 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
     # The relationship tables need only the data.  Why here: computed after the served generators were
     # fitted, they pushed a full-size H&M run from 15.7 GB to past 21 GB (killed by the OOM killer); the
     # process holds the least between the evaluated and the served generators.
-    if evaluated_hybrid is not None and not refit:
-        hybrid = evaluated_hybrid
-        with timer("relationship KPIs"):  # repeat rate, churn, AOV, CLV per month and cohorts, for the report
-            relationship = relationship_tables(data)
+    served = evaluated_hybrid if not refit else None
+    del evaluated_hybrid  # when refitting: free the evaluated generators before fitting the served ones
+    with timer("relationship KPIs"):  # repeat rate, churn, AOV, CLV per month and cohorts, for the report
+        relationship = relationship_tables(data)
+    if served is not None:
+        hybrid = served
     else:
-        del evaluated_hybrid  # free the evaluated generators before fitting the served ones
-        with timer("relationship KPIs"):
-            relationship = relationship_tables(data)
         with timer("fit generators (all data)"):
             gens, skipped = fit_generators(data, cfg, timer=timer, label="all", progress=progress)
         with timer("item stats + history (all data)"):
