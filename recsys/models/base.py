@@ -174,6 +174,9 @@ class Recommender(ABC):
     _fitted_attr: ClassVar[str] = "item_ids_"
     #: True for customer-independent generators (popularity) that answer unknown customers anyway.
     serves_unknown: ClassVar[bool] = False
+    #: Parameters for a fit that will be asked about a sample of the customers only (a ranker's label
+    #: window, an evaluation): what can wait until a customer is asked about (``fit_generators(sample=True)``).
+    window_params: ClassVar[dict[str, Any]] = {}
 
     # ---------------------------------------------------------------- params
     @classmethod

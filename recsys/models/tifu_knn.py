@@ -42,6 +42,8 @@ from recsys.models.base import OnUnknown, Recommender, check_param
 __all__ = ["ExplainedReasons", "TIFUKNN"]
 
 _NAT = np.iinfo(np.int64).min
+#: Marks a customer whose neighbours are not searched yet (``search_neighbours="on_query"``).
+_UNSEARCHED = -2
 #: The overlay is merged into the base arrays beyond this share of the customers (and this many).
 _MERGE_SHARE, _MERGE_MIN = 0.01, 64
 
@@ -93,11 +95,20 @@ class TIFUKNN(Recommender):
         customer's own vector is always whole).  Not in the paper: on Complete Journey a neighbour
         holds ~670 items and the mean ~38k per customer; keeping 150 changed validation MAP@12 by
         < 0.0001 and halved ``recommend``'s time.
+    search_neighbours
+        ``"at_fit"``: every customer's neighbours are searched by ``fit``.  ``"on_query"``: a customer's
+        are searched the first time it is recommended for, and kept; ``save``, ``forget``, fold-in and
+        ``with_blend`` search the rest first.  The lists are the same either way.  Why: a ranker's
+        label window or an evaluation asks for a sample of the customers (20k of H&M's 1.4M), and the
+        search is most of a fit (91 % at H&M size); see ``window_params``.
     """
 
     reason: ClassVar[str] = "similar_customers"
     #: The reason of a candidate the customer bought before (its source is the item itself).
     reason_bought: ClassVar[str] = "buy_again"
+    #: Parameters for a fit that will be asked about a sample of customers only (a ranker window, an
+    #: evaluation): search neighbours for the customers asked about, not for all.
+    window_params: ClassVar[dict[str, Any]] = {"search_neighbours": "on_query"}
 
     def __init__(
         self,
@@ -110,6 +121,7 @@ class TIFUKNN(Recommender):
         metric: Literal["euclidean", "cosine"] = "euclidean",
         neighbor_pool: int | None = 20_000,
         neighbor_items: int | None = 200,
+        search_neighbours: Literal["at_fit", "on_query"] = "at_fit",
     ) -> None:
         self.group_size = group_size
         self.within_decay = within_decay
@@ -119,6 +131,7 @@ class TIFUKNN(Recommender):
         self.metric = metric
         self.neighbor_pool = neighbor_pool
         self.neighbor_items = neighbor_items
+        self.search_neighbours = search_neighbours
 
     def _validate_params(self) -> None:
         def num(v: Any) -> bool:
@@ -138,6 +151,8 @@ class TIFUKNN(Recommender):
         check_param(self, "neighbor_pool", pool, "an int in [1, inf) or None", pool is None or count(pool))
         cap = self.neighbor_items
         check_param(self, "neighbor_items", cap, "an int in [1, inf) or None", cap is None or count(cap))
+        check_param(self, "search_neighbours", self.search_neighbours, "one of 'at_fit', 'on_query'",
+                    self.search_neighbours in ("at_fit", "on_query"))
 
     # ------------------------------------------------------------------------------------ fit
     def _fit(self, data: Dataset) -> None:
@@ -167,6 +182,7 @@ class TIFUKNN(Recommender):
         every array (no refit): neighbours are stored nearest first, so fewer is a prefix."""
         self._check_fitted()
         self._merge()
+        self._search_missing(None)
         check_param(self, "n_neighbors", n_neighbors, f"an int in [1, {self.n_neighbors}] (at most the fitted)",
                     isinstance(n_neighbors, (int, np.integer)) and 1 <= n_neighbors <= self.n_neighbors)
         out = type(self)(**{**self.get_params(), "n_neighbors": n_neighbors, "alpha": alpha})
@@ -191,8 +207,26 @@ class TIFUKNN(Recommender):
         size = n if self.neighbor_pool is None else min(n, self.neighbor_pool)
         self.pool_ = np.sort(np.argsort(-counts, kind="stable")[:size]).astype(np.int64)
         if neighbours is None:
-            neighbours = nearest(self._matrix(), np.arange(n), self._pool(), self.n_neighbors, self.metric)
+            neighbours = np.full((n, self.n_neighbors), _UNSEARCHED, dtype=np.int32)
+            self.neighbours_ = neighbours
+            if self.search_neighbours == "at_fit":
+                self._search_missing(None)
         self.neighbours_ = neighbours
+
+    def _search_missing(self, rows: np.ndarray | None) -> None:
+        """Search the neighbours of those base ``rows`` (all when ``None``) not searched yet."""
+        if self.neighbours_.shape[1] == 0:
+            return
+        if rows is None:
+            todo = np.flatnonzero(self.neighbours_[:, 0] == _UNSEARCHED)
+        else:
+            rows = rows[(rows >= 0) & (rows < len(self.neighbours_))]
+            todo = np.unique(rows[self.neighbours_[rows, 0] == _UNSEARCHED])
+        if len(todo) == len(self.neighbours_):  # all: no copy of the vectors
+            self.neighbours_[:] = nearest(self._matrix(), todo, self._pool(), self.n_neighbors, self.metric)
+        elif len(todo):
+            self.neighbours_[todo] = nearest(self._matrix()[todo], todo, self._pool(), self.n_neighbors,
+                                             self.metric)
 
     def _reset_overlay(self) -> None:
         self._overlay: dict[int, _Folded] = {}
@@ -245,6 +279,7 @@ class TIFUKNN(Recommender):
         return out
 
     def _neighbours(self, rows: np.ndarray) -> np.ndarray:
+        self._search_missing(rows)
         out = np.full((len(rows), self.n_neighbors), -1, dtype=np.int32)
         base = (rows >= 0) & (rows < self._n_base)
         out[base] = self.neighbours_[rows[base]]
@@ -318,6 +353,7 @@ class TIFUKNN(Recommender):
         step = max(1, int(BLOCK_CELLS // max(min(len(self.item_ids_), 2 * reach), 1)))
         starts = range(0, len(rows), step)
         self._overlay_matrix()  # built once here, not raced for by the threads
+        self._search_missing(rows)  # likewise: one search (itself on two threads) for the whole request
         done = on_two_threads(lambda lo: self._block(rows[lo:lo + step], n, exclude_bought), starts)
         return list(zip(starts, done, strict=True))
 
@@ -433,6 +469,7 @@ class TIFUKNN(Recommender):
         """Write the overlay into the base arrays (and the new customers into the id map)."""
         if not self._overlay:
             return
+        self._search_missing(None)
         n_base = self._n_base
         rows = np.array(sorted(self._overlay), dtype=np.int64)
         fs = [self._overlay[int(r)] for r in rows]
@@ -452,6 +489,7 @@ class TIFUKNN(Recommender):
         """Erase customers: their baskets and vectors, and their place in others' neighbour lists."""
         self._check_fitted()
         self._merge()
+        self._search_missing(None)
         drop_rows = self.customer_ids_.index([str(c) for c in customer_ids])
         drop = np.zeros(self._n_base, dtype=bool)
         drop[drop_rows[drop_rows >= 0]] = True
@@ -478,6 +516,7 @@ class TIFUKNN(Recommender):
     # --------------------------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._merge()
+        self._search_missing(None)
         b = self.baskets_
         arrays = {
             "item_ids": self.item_ids_.to_numpy(), "customer_ids": self.customer_ids_.to_numpy(),

@@ -98,9 +98,15 @@ def _memory_gb() -> tuple[float, float]:
 
 
 def fit_generators(
-    data: Dataset, cfg: TrainConfig, *, timer: _Timer | None = None, label: str = "", progress: bool = True
+    data: Dataset, cfg: TrainConfig, *, timer: _Timer | None = None, label: str = "", progress: bool = True,
+    sample: bool = False,
 ) -> tuple[dict[str, Recommender], dict[str, str]]:
-    """Fit every enabled generator; ones that cannot apply (e.g. no categories) are skipped with a note."""
+    """Fit every enabled generator; ones that cannot apply (e.g. no categories) are skipped with a note.
+
+    ``sample``: the generators will be asked about a sample of the customers only (a ranker window, an
+    evaluation), so each class's ``window_params`` apply (e.g. TIFU-KNN searches neighbours on query);
+    the configured params still win.
+    """
     fitted: dict[str, Recommender] = {}
     skipped: dict[str, str] = {}
     specs = cfg.enabled_generators()
@@ -109,7 +115,7 @@ def fit_generators(
     for name, spec in bar:
         bar.set_postfix_str(name)
         cls = generator_class(name)
-        params = dict(spec.params)
+        params = {**(cls.window_params if sample else {}), **spec.params}
         if "random_state" in cls._param_names() and "random_state" not in params:
             params["random_state"] = cfg.seed
         t0 = time.perf_counter()
@@ -145,7 +151,7 @@ def _rankers(upto: Dataset, end: datetime, cfg: TrainConfig, timer: _Timer, prog
     specs = cfg.enabled_generators()
 
     def fit(before: Dataset, tag: str) -> dict[str, Recommender]:
-        return fit_generators(before, cfg, timer=timer, label=tag, progress=progress)[0]
+        return fit_generators(before, cfg, timer=timer, label=tag, progress=progress, sample=True)[0]
 
     kw = dict(max_iter=cfg.ranker.max_iter, learning_rate=cfg.ranker.learning_rate,
               max_leaf_nodes=cfg.ranker.max_leaf_nodes,
@@ -200,7 +206,8 @@ def train(data: Dataset, cfg: TrainConfig, *, progress: bool = True, evaluate: b
             info["tifu_knn_tuning"]["window"] = [split.validation_cutoff, split.cutoff]
         ranker, ranker_new, info["ranker"] = _rankers(fit_data, split.cutoff, cfg, timer, progress)
         with timer("fit generators (B)"):
-            gens, skipped = fit_generators(fit_data, cfg, timer=timer, label="B", progress=progress)
+            # served only when not refitting; otherwise asked about the test customers alone
+            gens, skipped = fit_generators(fit_data, cfg, timer=timer, label="B", progress=progress, sample=refit)
         with timer("item stats + history"):
             evaluated_hybrid = _hybrid(fit_data, gens, cfg, ranker=ranker, ranker_new=ranker_new)
         del gens

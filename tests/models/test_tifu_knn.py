@@ -118,9 +118,30 @@ def test_neighbour_pool_and_items_bound_the_work(crowd: Dataset) -> None:
     assert np.diff(m._neighbour_matrix().indptr).max() <= 2
 
 
+def test_neighbours_searched_on_query_are_the_fitted_ones(crowd: Dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``search_neighbours="on_query"`` (a ranker window asks about a sample of customers): only the
+    customers asked about are searched, their lists and answers equal the eager fit's, and anything
+    that needs every list (save, erasure, fold-in) searches the rest first."""
+    eager = TIFUKNN(n_neighbors=12).fit(crowd)
+    lazy = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd)
+    assert (lazy.neighbours_ == -2).all()  # nothing searched yet
+    asked = eager.customer_ids_.ids[[3, 40, 41, 200]]
+    a, b = eager.recommend(asked, n=10), lazy.recommend(asked, n=10)
+    assert (a.ids == b.ids).all()
+    np.testing.assert_array_equal(a.scores, b.scores)
+    searched = np.flatnonzero(lazy.neighbours_[:, 0] != -2)
+    assert searched.tolist() == [3, 40, 41, 200]
+    np.testing.assert_array_equal(lazy.neighbours_[searched], eager.neighbours_[searched])
+    loaded = TIFUKNN.load(lazy.save(tmp_path / "lazy"))
+    np.testing.assert_array_equal(loaded.neighbours_, eager.neighbours_)
+    erased = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd).forget(["c010"])
+    np.testing.assert_array_equal(erased.neighbours_, TIFUKNN(n_neighbors=12).fit(crowd).forget(["c010"]).neighbours_)
+
+
 @pytest.mark.parametrize("name, value", [("group_size", 0), ("within_decay", 1.5), ("group_decay", 0.0),
                                          ("n_neighbors", 0), ("alpha", -0.1), ("metric", "manhattan"),
-                                         ("neighbor_pool", 0), ("neighbor_items", 2.5)])
+                                         ("neighbor_pool", 0), ("neighbor_items", 2.5),
+                                         ("search_neighbours", "later")])
 def test_bad_parameters_name_themselves(tiny: Dataset, name: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"'{name}' parameter of TIFUKNN"):
         TIFUKNN(**{name: value}).fit(tiny)

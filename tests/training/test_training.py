@@ -226,6 +226,20 @@ def test_shop_without_categories_trains_and_evaluates() -> None:
     assert result.headline("all.map") is not None
 
 
+def test_window_fits_defer_what_waits_for_a_query() -> None:
+    """Generators fitted for a sample of customers (ranker windows, evaluation) take their class's
+    ``window_params`` (TIFU-KNN searches neighbours on query); a configured value still wins."""
+    from recsys.training._pipeline import fit_generators
+
+    ds = generate_shop(seed=5, n_customers=300).dataset
+    cfg = _cfg(generators={"tifu_knn": {"candidates": 10}, "popularity": {"candidates": 5}})
+    assert fit_generators(ds, cfg, sample=True, progress=False)[0]["tifu_knn"].search_neighbours == "on_query"
+    assert fit_generators(ds, cfg, progress=False)[0]["tifu_knn"].search_neighbours == "at_fit"
+    pinned = _cfg(generators={"tifu_knn": {"candidates": 10, "params": {"search_neighbours": "at_fit"}},
+                              "popularity": {"candidates": 5}})
+    assert fit_generators(ds, pinned, sample=True, progress=False)[0]["tifu_knn"].search_neighbours == "at_fit"
+
+
 def test_baselines_without_buy_again_then_popular() -> None:
     """A config listing other baselines still reports the ones the report compares against."""
     ds = generate_shop(seed=4, n_customers=500).dataset
