@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,6 +50,24 @@ def erasure_hash(customer_id: str) -> str:
     return hashlib.sha256(f"crosssell-erasure:{customer_id}".encode()).hexdigest()
 
 
+def _write_ahead_log(conn: sqlite3.Connection, deadline_s: float = 30.0) -> None:
+    """Switch a SQLite file to WAL (readers never wait for the writer).  Why the retry: the switch takes an
+    exclusive lock, and SQLite answers "database is locked" at once — without its busy handler — while
+    another connection is switching the same new file; workers opening one new database together race
+    there (seen in CI).  The mode is persistent, so only the first open of a file really switches."""
+    stop = time.monotonic() + deadline_s
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > stop:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
@@ -72,8 +91,8 @@ class Store:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self._conn: Any = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                               detect_types=sqlite3.PARSE_DECLTYPES)
-            self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA busy_timeout=5000")
+            _write_ahead_log(self._conn)
         elif uri.startswith(("postgresql://", "postgres://")):
             import psycopg
 
