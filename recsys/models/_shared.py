@@ -20,8 +20,11 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from recsys.models._packing import pack, unpack
 
 __all__ = ["MIN_SHARED_BYTES", "SharedArrays", "digest", "plan_sharing"]
 
@@ -61,16 +64,20 @@ class SharedArrays:
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npy"
 
-    def write(self, key: str, array: np.ndarray) -> None:
+    def write(self, key: str, array: np.ndarray) -> dict[str, Any] | None:
+        """Write ``array`` packed (``recsys.models._packing``) once per key; returns the packing spec the
+        reader passes back to ``read``."""
+        stored, spec = pack(array)
         path = self.path(key)
         if not path.exists():  # the bundle folder is written atomically as a whole
             self.root.mkdir(parents=True, exist_ok=True)
-            np.save(path, array, allow_pickle=False)
+            np.save(path, stored, allow_pickle=False)
+        return spec
 
-    def read(self, key: str) -> np.ndarray:
+    def read(self, key: str, spec: dict[str, Any] | None = None) -> np.ndarray:
         array = self._loaded.get(key)
         if array is None:
-            array = np.load(self.path(key), allow_pickle=False)
+            array = unpack(np.load(self.path(key), allow_pickle=False), spec)
             array.flags.writeable = False
             self._loaded[key] = array
         return array

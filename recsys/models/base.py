@@ -33,6 +33,7 @@ from recsys._time import newest
 from recsys.dataset import Dataset
 from recsys.exceptions import BundleError, ConfigError, NotFittedError, UnknownIdError
 from recsys.idmap import IdMap
+from recsys.models._packing import pack, unpack
 from recsys.models._shared import SharedArrays
 
 __all__ = [
@@ -334,14 +335,20 @@ class Recommender(ABC):
             "params": self.get_params(),
             "meta": meta,
         }
+        packed: dict[str, Any] = {}
         with atomic_dir(path) as tmp:
             if share:
                 assert shared is not None
                 for name, key in share.items():
-                    shared.write(key, arrays[name])
+                    packed[name] = shared.write(key, arrays[name])
                 manifest["shared"] = share
                 manifest["shared_dir"] = os.path.relpath(shared.root, path)
-            save_arrays(tmp / "arrays.npz", {k: v for k, v in arrays.items() if k not in share})
+            own: dict[str, np.ndarray] = {}
+            for name, array in arrays.items():
+                if name not in share:
+                    own[name], packed[name] = pack(array)
+            manifest["packed"] = {name: spec for name, spec in packed.items() if spec is not None}
+            save_arrays(tmp / "arrays.npz", own)
             (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str))
         return Path(path)
 
@@ -352,12 +359,13 @@ class Recommender(ABC):
         path = Path(path)
         try:
             manifest = json.loads((path / "model.json").read_text())
+            specs = manifest.get("packed") or {}  # integer arrays stored narrower (recsys.models._packing)
             with np.load(path / "arrays.npz", allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
+                arrays = {k: unpack(npz[k], specs.get(k)) for k in npz.files}
             refs = manifest.get("shared") or {}
             if refs:
                 store = shared if shared is not None else SharedArrays(path / manifest["shared_dir"])
-                arrays.update({name: store.read(key) for name, key in refs.items()})
+                arrays.update({name: store.read(key, specs.get(name)) for name, key in refs.items()})
         except (OSError, ValueError) as exc:
             raise BundleError(f"{path}: cannot load {cls.__name__}: {exc}") from None
         if manifest.get("class") != cls.__name__:

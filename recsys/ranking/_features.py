@@ -57,7 +57,8 @@ def _repeat_gaps(purchases: pl.DataFrame) -> pl.DataFrame:
     return (
         gaps.group_by("_key").agg(pl.col("item_id").first(), pl.col("_gap").median())
         .group_by("item_id")
-        .agg(pl.len().alias("_repeaters"), (pl.col("_gap").median() / 86_400.0).cast(pl.Float32).alias("i_interval"))
+        .agg(pl.len().alias("_repeaters"),
+             (pl.col("_gap").median() / 86_400.0).cast(pl.Float32).alias("i_interval"))
     )
 
 
@@ -85,7 +86,8 @@ class ItemStats:
             .with_columns(
                 # share of the item's buyers who bought it again (0 when bought, none again)
                 pl.when(pl.col("i_buyers").is_not_null())
-                .then((pl.col("_repeaters").fill_null(0) / pl.col("i_buyers").cast(pl.Float64)).cast(pl.Float32))
+                .then((pl.col("_repeaters").fill_null(0) / pl.col("i_buyers").cast(pl.Float64))
+                      .cast(pl.Float32))
                 .alias("i_repeat_rate"),
                 pl.coalesce("price", "_paid").cast(pl.Float32).alias("i_price"),
                 ((pl.col("i_pop_recent") / recent_days + 0.1) / (pl.col("_n") / span + 0.1))
