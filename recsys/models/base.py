@@ -128,8 +128,8 @@ def purchase_entries(
     building a matrix as tall as the customer base.
     """
     frame = purchases.select("customer_id", "item_id", "ts", "quantity")
-    rows = customers.index(frame["customer_id"].to_list())
-    cols = items.index(frame["item_id"].to_list())
+    rows = customers.index_series(frame["customer_id"])  # one join: no Python string per line
+    cols = items.index_series(frame["item_id"])
     if weight == "quantity":
         w = frame["quantity"].to_numpy().astype(np.float32)
     else:

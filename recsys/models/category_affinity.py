@@ -35,6 +35,7 @@ from recsys.models._util import (
     pack,
     purchases_only,
     rank_within,
+    sorted_ids,
     ranked_group_items,
     to_us,
     top_per_position,
@@ -135,7 +136,7 @@ class CategoryAffinity(Recommender):
                 f"{type(self).__name__}: {data.source!r} has no purchases to learn affinities from"
             )
         self.item_ids_ = IdMap.from_values(data.items["item_id"].to_list())
-        self.customer_ids_ = IdMap.from_values(purchases["customer_id"].unique().to_list())
+        self.customer_ids_ = sorted_ids(purchases["customer_id"])
         self.reference_time_: datetime = purchases["ts"].max()  # type: ignore[assignment]
         self.item_group_, self.groups_ = group_index(data.items, self.item_ids_, column)
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_group_)

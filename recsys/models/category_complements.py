@@ -48,6 +48,7 @@ from recsys.models._util import (
     group_index,
     csr_from_coo,
     newest,
+    sorted_ids,
     pack,
     purchases_only,
     rank_within,
@@ -173,7 +174,7 @@ class CategoryComplements(Recommender):
                                 "from")
         self.item_ids_ = IdMap.from_values(data.items["item_id"].to_list())
         self.item_cat_, self.categories_ = group_index(data.items, self.item_ids_, "category")
-        self.customer_ids_ = IdMap.from_values(purchases["customer_id"].unique().to_list())
+        self.customer_ids_ = sorted_ids(purchases["customer_id"])
         self.reference_time_ = newest(purchases["ts"])
         events = encode(purchases, self.customer_ids_, self.item_ids_, self.item_cat_)
         self._learn(events.filter(pl.col("g") >= 0))

@@ -58,6 +58,7 @@ from recsys.models._implicit_util import (
     sparse_top_n,
 )
 from recsys.models._overlay import OverlayCSR, ensure_len
+from recsys.models._util import sorted_ids
 from recsys.models.base import (
     OnUnknown,
     Recommendations,
@@ -131,7 +132,7 @@ class _ImplicitRecommender(Recommender):
                 f"(source {data.source!r}); collaborative filtering needs purchase history"
             )
         item_ids = IdMap.from_values(data.items["item_id"].to_list())
-        customer_ids = IdMap.from_values(purchases["customer_id"].unique().to_list())
+        customer_ids = sorted_ids(purchases["customer_id"])
         reference_time: datetime = purchases["ts"].max()  # type: ignore[assignment]
         counts = interaction_matrix(
             purchases, customer_ids, item_ids, weight="count",

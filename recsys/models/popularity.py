@@ -19,6 +19,7 @@ from recsys._time import newest
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
 from recsys.models._overlay import OverlayCSR
+from recsys.models._util import sorted_ids
 from recsys.models.base import Recommendations, Recommender, check_param, interaction_matrix, top_n
 
 __all__ = ["Popularity"]
@@ -70,7 +71,7 @@ class Popularity(Recommender):
     def _fit(self, data: Dataset) -> None:
         purchases = data.purchases
         self.item_ids_ = IdMap.from_values(data.items["item_id"].to_list())
-        self.customer_ids_ = IdMap.from_values(purchases["customer_id"].unique().to_list())
+        self.customer_ids_ = sorted_ids(purchases["customer_id"])
         self.reference_time_: datetime = newest(purchases["ts"], datetime(1970, 1, 1))
         cats = data.items.select("item_id", "category")
         order = self.item_ids_.index(cats["item_id"].to_list())
@@ -85,7 +86,7 @@ class Popularity(Recommender):
         self.bought_ = OverlayCSR(interaction_matrix(purchases, self.customer_ids_, self.item_ids_, weight="binary"))
 
     def _counts(self, purchases: pl.DataFrame, half_life: float | None) -> np.ndarray:
-        idx = self.item_ids_.index(purchases["item_id"].to_list())
+        idx = self.item_ids_.index_series(purchases["item_id"])
         w = (purchases["quantity"].to_numpy().astype(np.float64) if self.weight == "quantity"
              else np.ones(purchases.height, dtype=np.float64))
         if half_life is not None and purchases.height:
