@@ -97,9 +97,9 @@ def _period_table(orders: pl.DataFrame, every: str, churn_days: float) -> pl.Dat
     data_end = newest + timedelta(microseconds=1)
     # nobody can lapse before churn_days of history have passed: those periods have no churn rate
     first_ok = oldest + timedelta(days=churn_days)
-    lapse = _Lapses(o, churn_days)
-    churn = [lapse.rate(s, e) if e > first_ok else None
-             for s in starts for e in [min(_next(s, every), data_end)]]
+    ends = [min(_next(s, every), data_end) for s in starts]
+    rates = _Lapses(o, churn_days).rates(starts, ends)
+    churn = [r if e > first_ok else None for r, e in zip(rates, ends, strict=True)]
     return per.select(
         pl.col("_p").cast(pl.Date).alias("period"),
         pl.col("customers").cast(pl.Float64),
@@ -119,36 +119,52 @@ def _next(start: datetime, every: str) -> datetime:
 
 
 class _Lapses:
-    """Churn per period in array passes: orders sorted by (customer, time), each with its customer's next
-    order time; "the last order before b" of every customer is then the one order with ``t < b <= next``.
+    """Churn of every period in one pass over the orders.
 
-    Why not a group-by per period: at 2M orders × 24 months the group-bys cost 5 s, these masks 0.3 s.
+    A customer is *covered* at a boundary ``x`` when they ordered within the churn window before it
+    (``x - window <= t < x``): alive at a period's start means covered there, lapsed at its end means
+    not covered there (a customer alive at the start has ordered before the end, so "no order in the
+    window before the end" is exactly "their last order before the end is older than the window").  Each
+    order covers a contiguous run of the sorted boundaries (those in ``(t, t + window]``), so one
+    difference array per customer over the boundaries, summed, gives every customer's coverage of every
+    boundary.
+
+    Why not a mask over all orders per period (as before): at H&M size (19.6M orders, 24 months, the
+    whole shop and ten segments) that was 65 s of a nightly retrain; this is one sort-free pass.
     """
 
     def __init__(self, orders: pl.DataFrame, churn_days: float) -> None:
-        """``orders`` sorted by (customer, time) with the customer's code in ``_c``."""
-        self.c = orders["_c"].to_numpy()
+        """``orders`` with its customer's code (``0..n-1``) in ``_c``."""
+        self.c = orders["_c"].to_numpy().astype(np.int64)
         self.t = orders["ts"].dt.epoch("us").to_numpy()
-        same = np.r_[self.c[1:] == self.c[:-1], False]
-        self.next = np.where(same, np.r_[self.t[1:], 0], np.iinfo(np.int64).max)
         self.window = int(churn_days * 86_400_000_000)
         self.n = int(self.c.max()) + 1 if len(self.c) else 0
 
-    def _last_before(self, b: int) -> np.ndarray:
-        return (self.t < b) & (self.next >= b)
+    def covered(self, bounds: np.ndarray) -> np.ndarray:
+        """``(customers, len(bounds))``: ordered within the window before each (sorted) boundary."""
+        nb = len(bounds)
+        lo = np.searchsorted(bounds, self.t, side="right")  # first boundary after the order
+        hi = np.searchsorted(bounds, self.t + self.window, side="right")  # first past its window
+        run = lo < hi
+        size = self.n * (nb + 1)
+        marks = (np.bincount(self.c[run] * (nb + 1) + lo[run], minlength=size)
+                 - np.bincount(self.c[run] * (nb + 1) + hi[run], minlength=size))
+        return np.cumsum(marks.reshape(self.n, nb + 1), axis=1)[:, :nb] > 0
 
-    def rate(self, start: datetime, end: datetime) -> float | None:
-        """Share of customers alive at ``start`` (an order within the window before it) with no order in
-        the window before ``end``; ``None`` when nobody was alive."""
-        s, e = _us(start), _us(end)
-        alive = np.zeros(self.n, dtype=bool)
-        at_s = self._last_before(s)
-        alive[self.c[at_s & (self.t >= s - self.window)]] = True
-        if not alive.any():
-            return None
-        lapsed = np.zeros(self.n, dtype=bool)
-        lapsed[self.c[self._last_before(e) & (self.t < e - self.window)]] = True
-        return float((alive & lapsed).sum()) / float(alive.sum())
+    def rates(self, starts: list[datetime], ends: list[datetime]) -> list[float | None]:
+        """Per period: the share of customers alive at its start with no order in the window before its
+        end; ``None`` when nobody was alive."""
+        if self.n == 0:
+            return [None] * len(starts)
+        bounds = np.unique(np.array([_us(x) for x in [*starts, *ends]], dtype=np.int64))
+        cov = self.covered(bounds)
+        out: list[float | None] = []
+        for s, e in zip(starts, ends, strict=True):
+            alive = cov[:, np.searchsorted(bounds, _us(s))]
+            n_alive = int(alive.sum())
+            lapsed = alive & ~cov[:, np.searchsorted(bounds, _us(e))]
+            out.append(float(lapsed.sum()) / float(n_alive) if n_alive else None)
+        return out
 
 
 def _us(ts: datetime) -> int:
