@@ -14,7 +14,7 @@ _BIG = MIN_PACKED_BYTES // 8 + 1  # elements of an int64 array large enough to b
 
 @settings(max_examples=60, deadline=None)
 @given(
-    dtype=st.sampled_from([np.int64, np.int32, np.uint64, np.uint32, np.int16, np.float64]),
+    dtype=st.sampled_from([np.int64, np.int32, np.uint64, np.uint32, np.int16, np.float64, np.float32]),
     values=st.lists(st.integers(-(2**63), 2**64 - 1), min_size=1, max_size=8),
     scale=st.sampled_from([1, 10, 1_000_000]),
 )
@@ -42,9 +42,25 @@ def test_offsets_positions_and_whole_second_timestamps_shrink() -> None:
         assert np.array_equal(unpack(stored, spec), array)
 
 
-def test_small_float_and_byte_arrays_stay_as_they_are() -> None:
-    small, floats, octets = np.arange(10, dtype=np.int64), np.zeros(_BIG, np.float32), np.zeros(_BIG, np.uint8)
-    for array in (small, floats, octets):
+def test_whole_seconds_as_floats_and_ascii_ids_shrink() -> None:
+    rng = np.random.default_rng(1)
+    seconds = rng.integers(1_600_000_000, 1_660_000_000, _BIG).astype(np.float64)
+    ids = np.array([f"C{i:08d}" for i in range(_BIG)])
+    for array, itemsize in ((seconds, 4), (ids, 9)):
+        stored, spec = pack(array)
+        assert stored.dtype.itemsize == itemsize and spec is not None
+        back = unpack(stored, spec)
+        assert back.dtype == array.dtype and np.array_equal(back, array)
+
+
+def test_what_would_not_come_back_stays_as_it_is() -> None:
+    rng = np.random.default_rng(2)
+    small = np.arange(10, dtype=np.int64)
+    fractions = rng.random(_BIG)
+    with_inf = np.where(rng.random(_BIG) < 0.5, -np.inf, 3.0)
+    accents = np.array(["café"] * _BIG)
+    octets = np.zeros(_BIG, np.uint8)
+    for array in (small, fractions, with_inf, accents, octets):
         stored, spec = pack(array)
         assert spec is None and stored is array
 
