@@ -36,3 +36,18 @@ def test_extend_keeps_existing_indices() -> None:
     m2 = m.extend(["c", "a", "d", "c"])
     assert m2.index(["a", "b", "c", "d"]).tolist() == [0, 1, 2, 3]
     assert m.extend(["a"]) is m
+
+
+def test_maps_of_one_shared_array_are_one_map_and_fold_in_the_same_customer_without_copying() -> None:
+    import numpy as np
+
+    ids = np.array([f"c{i}" for i in range(1000)])
+    ids.flags.writeable = False  # as ``recsys.models._shared`` hands it to every generator
+    a, b = IdMap.of_saved(ids), IdMap.of_saved(ids)
+    assert a is b
+    a2, b2 = a.extend(["new"]), b.extend(["new"])  # two generators folding in one new customer
+    assert b2._buf is a2._buf and a2.get("new") == b2.get("new") == 1000 and "new" not in a
+    c2 = b.extend(["other"])  # a different id branches off with its own copy
+    assert c2.get("other") == 1000 and "other" not in a2 and a2.get("new") == 1000
+    writable = np.array(["x", "y"])
+    assert IdMap.of_saved(writable) is not IdMap.of_saved(writable)

@@ -484,8 +484,8 @@ class BuyAgain(Recommender):
         return arrays, meta
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         self.categories_ = IdMap(arrays["categories"])
         self.item_cat_, self.item_override_ = arrays["item_cat"], arrays["item_override"]
         self.stats_ = RepeatStats.from_state(arrays, meta)

@@ -286,8 +286,8 @@ class CategoryAffinity(Recommender):
         return arrays, {"reference_time": self.reference_time_.isoformat()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         self.groups_ = arrays["groups"].astype(object)
         self.item_group_ = arrays["item_group"].astype(np.int64)
         self.item_pop_ = arrays["item_pop"]

@@ -479,8 +479,8 @@ class CategoryComplements(Recommender):
         return arrays, {"reference_time": self.reference_time_.isoformat()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         self.categories_ = arrays["categories"].astype(object)
         self.item_cat_ = arrays["item_cat"].astype(np.int64)
         self.item_pop_ = arrays["item_pop"]

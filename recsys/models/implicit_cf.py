@@ -278,8 +278,8 @@ class _ImplicitRecommender(Recommender):
         }
 
     def _set_base_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         self.item_seen_ = arrays["item_seen"].astype(bool)
         self.user_items_ = OverlayCSR(csr_from_arrays("user_items", arrays))
         self.reference_time_ = datetime.fromisoformat(meta["reference_time"])

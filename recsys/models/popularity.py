@@ -183,8 +183,8 @@ class Popularity(Recommender):
         return arrays, {"reference_time": self.reference_time_.isoformat()}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         self.item_category_ = arrays["item_category"].astype(object)
         self.scores_ = arrays["scores"]
         self.trend_ = arrays["trend"]

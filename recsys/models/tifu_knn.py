@@ -526,8 +526,8 @@ class TIFUKNN(Recommender):
         return arrays, {"customers": len(self.customer_ids_)}
 
     def _set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-        self.item_ids_ = IdMap(arrays["item_ids"])
-        self.customer_ids_ = IdMap(arrays["customer_ids"])
+        self.item_ids_ = IdMap.of_saved(arrays["item_ids"])
+        self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         baskets = Baskets(arrays["bk_indptr"], arrays["bk_ts"], arrays["ln_indptr"], arrays["ln_items"])
         pool = arrays["pool"].astype(np.int64)
         self._set_base(baskets, arrays["last_key"], _expand_neighbours(arrays, pool))
