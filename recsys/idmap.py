@@ -64,7 +64,11 @@ class IdMap:
         if hit is not None and hit[0]() is ids:
             return hit[1]
         out = cls(ids)
-        _SAVED[key] = (weakref.ref(ids, lambda _ref, key=key: _SAVED.pop(key, None)), out)
+
+        def drop(_ref: weakref.ref, key: int = key) -> None:
+            _SAVED.pop(key, None)
+
+        _SAVED[key] = (weakref.ref(ids, drop), out)
         return out
 
     @classmethod

@@ -195,9 +195,16 @@ class TIFUKNN(Recommender):
         out._cache.update({k: v for k, v in self._cache.items() if k in ("matrix", "neighbour_matrix", "pool")})
         return out
 
-    def _set_base(self, baskets: Baskets, last_key: np.ndarray, neighbours: np.ndarray | None) -> None:
-        """Install base arrays: vectors from ``baskets``, and neighbours (searched when ``None``)."""
+    def _set_base(self, baskets: Baskets, last_key: np.ndarray, neighbours: np.ndarray | None,
+                  *, keep_search_pool: bool = False) -> None:
+        """Install base arrays: vectors from ``baskets``, and neighbours (searched when ``None``).
+
+        ``keep_search_pool`` (a merge): customers not searched yet are later searched among the pool as
+        it was at fit, not as merged fold-ins changed it — so the answer never depends on whether they
+        were asked before or after a merge, in this worker or another."""
+        frozen = getattr(self, "_search_pool", None) if keep_search_pool else None
         self._reset_overlay()
+        self._search_pool = frozen
         self.baskets_, self.last_key_ = baskets, last_key
         self.vec_indptr_, self.vec_items_, self.vec_w_, self.vec_last_ = customer_vectors(
             baskets, len(self.item_ids_), group_size=self.group_size, within_decay=self.within_decay,
@@ -222,16 +229,18 @@ class TIFUKNN(Recommender):
         else:
             rows = rows[(rows >= 0) & (rows < len(self.neighbours_))]
             todo = np.unique(rows[self.neighbours_[rows, 0] == _UNSEARCHED])
+        pool = self._search_pool if self._search_pool is not None else self._pool()
         if len(todo) == len(self.neighbours_):  # all: no copy of the vectors
-            self.neighbours_[:] = nearest(self._matrix(), todo, self._pool(), self.n_neighbors, self.metric)
+            self.neighbours_[:] = nearest(self._matrix(), todo, pool, self.n_neighbors, self.metric)
         elif len(todo):
-            self.neighbours_[todo] = nearest(self._matrix()[todo], todo, self._pool(), self.n_neighbors,
-                                             self.metric)
+            self.neighbours_[todo] = nearest(self._matrix()[todo], todo, pool, self.n_neighbors, self.metric)
 
     def _reset_overlay(self) -> None:
         self._overlay: dict[int, _Folded] = {}
         self._new_ids: dict[str, int] = {}
         self._cache: dict[str, Any] = {}
+        if not hasattr(self, "_search_pool"):
+            self._search_pool = None
 
     def _matrix(self) -> sp.csr_matrix:
         """The base vectors as a CSR matrix (shares the arrays)."""
@@ -469,7 +478,8 @@ class TIFUKNN(Recommender):
         """Write the overlay into the base arrays (and the new customers into the id map)."""
         if not self._overlay:
             return
-        self._search_missing(None)
+        if self._search_pool is None and (self.neighbours_[:, :1] == _UNSEARCHED).any():
+            self._search_pool = self._pool()  # rows not searched yet stay so, and meet the fit's pool
         n_base = self._n_base
         rows = np.array(sorted(self._overlay), dtype=np.int64)
         fs = [self._overlay[int(r)] for r in rows]
@@ -482,14 +492,15 @@ class TIFUKNN(Recommender):
         new_ids = sorted(self._new_ids, key=self._new_ids.__getitem__)
         self.customer_ids_ = IdMap(np.concatenate([self.customer_ids_.ids, np.array(new_ids, dtype=object)]))
         pool = self.pool_
-        self._set_base(baskets, last_key[source].astype(str), neighbours[source])
+        self._set_base(baskets, last_key[source].astype(str), neighbours[source], keep_search_pool=True)
         self.pool_ = pool  # the pool is chosen at fit: keep it (and the cost of a merge linear)
 
     def forget(self, customer_ids: Sequence[str]) -> TIFUKNN:
         """Erase customers: their baskets and vectors, and their place in others' neighbour lists."""
         self._check_fitted()
         self._merge()
-        self._search_missing(None)
+        if self._search_pool is not None:  # its rows are renumbered below: search what waits for it first
+            self._search_missing(None)
         drop_rows = self.customer_ids_.index([str(c) for c in customer_ids])
         drop = np.zeros(self._n_base, dtype=bool)
         drop[drop_rows[drop_rows >= 0]] = True
@@ -499,7 +510,8 @@ class TIFUKNN(Recommender):
         new_row = np.full(self._n_base + 1, -1, dtype=np.int64)  # index -1 (padding) stays -1
         new_row[keep] = np.arange(len(keep))
         old = self.neighbours_[keep]
-        neighbours = new_row[old].astype(np.int32)
+        # padding (-1) stays padding; rows not searched yet (search on query) stay unsearched
+        neighbours = np.where(old >= 0, new_row[np.maximum(old, 0)], old).astype(np.int32)
         pool = new_row[self.pool_]
         self.customer_ids_ = IdMap(self.customer_ids_.ids[keep])
         self._set_base(self.baskets_.take(keep), self.last_key_[keep], neighbours)
@@ -516,7 +528,8 @@ class TIFUKNN(Recommender):
     # --------------------------------------------------------------------------- persistence
     def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._merge()
-        self._search_missing(None)
+        if self.search_neighbours == "at_fit" or self._search_pool is not None:
+            self._search_missing(None)  # (a loaded model's pool is the saved base's: search against ours now)
         b = self.baskets_
         arrays = {
             "item_ids": self.item_ids_.to_numpy(), "customer_ids": self.customer_ids_.to_numpy(),
@@ -530,7 +543,8 @@ class TIFUKNN(Recommender):
         self.customer_ids_ = IdMap.of_saved(arrays["customer_ids"])
         baskets = Baskets(arrays["bk_indptr"], arrays["bk_ts"], arrays["ln_indptr"], arrays["ln_items"])
         pool = arrays["pool"].astype(np.int64)
-        self._set_base(baskets, arrays["last_key"], _expand_neighbours(arrays, pool))
+        shape = (len(arrays["bk_indptr"]) - 1, self.n_neighbors)
+        self._set_base(baskets, arrays["last_key"], _expand_neighbours(arrays, pool, shape))
         self.pool_ = pool
 
 
@@ -538,27 +552,38 @@ class TIFUKNN(Recommender):
 _NO_POOL = np.iinfo(np.uint16).max
 
 
+#: Marks "not searched yet" (search on query) in the compact form.
+_UNSEARCHED_POS = _NO_POOL - 1
+
+
 def _compact_neighbours(neighbours: np.ndarray, pool: np.ndarray) -> dict[str, np.ndarray]:
     """Neighbour lists for the artefact: positions in the pool as uint16 when the pool allows it.
 
     Why: neighbours are always pool members, and the pool is at most tens of thousands of customers,
     so a position fits two bytes where a customer row takes four — at H&M size (1.4M customers × 100
-    neighbours) 280 MB instead of 560 MB of the bundle."""
-    if len(pool) >= _NO_POOL:
+    neighbours) 280 MB instead of 560 MB of the bundle.  A model that searches on query and was asked
+    nothing yet (the served H&M bundle) stores no lists at all: its customers are searched when asked."""
+    unsearched = neighbours == _UNSEARCHED
+    if neighbours.size and unsearched.all():
+        return {}
+    if len(pool) >= _UNSEARCHED_POS:
         return {"neighbours": neighbours}
     valid = neighbours >= 0
     pos = np.searchsorted(pool, neighbours)
     at = np.minimum(pos, max(len(pool) - 1, 0))
     if len(pool) == 0 or not (pool[at][valid] == neighbours[valid]).all():
         return {"neighbours": neighbours}  # not all in the pool (cannot happen today): keep rows
-    return {"neighbour_pos": np.where(valid, pos, _NO_POOL).astype(np.uint16)}
+    return {"neighbour_pos": np.where(valid, pos, np.where(unsearched, _UNSEARCHED_POS, _NO_POOL)).astype(np.uint16)}
 
 
-def _expand_neighbours(arrays: dict[str, np.ndarray], pool: np.ndarray) -> np.ndarray:
-    """Customer rows (int32, -1 padded) from either artefact form."""
-    if "neighbour_pos" not in arrays:
+def _expand_neighbours(arrays: dict[str, np.ndarray], pool: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Customer rows (int32, -1 padded, ``_UNSEARCHED`` where not searched) from any artefact form."""
+    if "neighbours" in arrays:
         return arrays["neighbours"].astype(np.int32)
+    if "neighbour_pos" not in arrays:
+        return np.full(shape, _UNSEARCHED, dtype=np.int32)
     pos = arrays["neighbour_pos"]
     rows = pool[np.minimum(pos, max(len(pool) - 1, 0))].astype(np.int32) if len(pool) else np.zeros(pos.shape, np.int32)
     rows[pos == _NO_POOL] = -1
+    rows[pos == _UNSEARCHED_POS] = _UNSEARCHED
     return rows

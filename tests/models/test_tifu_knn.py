@@ -119,9 +119,9 @@ def test_neighbour_pool_and_items_bound_the_work(crowd: Dataset) -> None:
 
 
 def test_neighbours_searched_on_query_are_the_fitted_ones(crowd: Dataset, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """``search_neighbours="on_query"`` (a ranker window asks about a sample of customers): only the
-    customers asked about are searched, their lists and answers equal the eager fit's, and anything
-    that needs every list (save, erasure, fold-in) searches the rest first."""
+    """``search_neighbours="on_query"`` (a ranker window asks about a sample of customers; the served
+    H&M bundle): only the customers asked about are searched, their lists and answers equal the eager
+    fit's, and save, erasure and fold-in keep the others unsearched — answers still equal the eager's."""
     eager = TIFUKNN(n_neighbors=12).fit(crowd)
     lazy = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd)
     assert (lazy.neighbours_ == -2).all()  # nothing searched yet
@@ -133,9 +133,23 @@ def test_neighbours_searched_on_query_are_the_fitted_ones(crowd: Dataset, tmp_pa
     assert searched.tolist() == [3, 40, 41, 200]
     np.testing.assert_array_equal(lazy.neighbours_[searched], eager.neighbours_[searched])
     loaded = TIFUKNN.load(lazy.save(tmp_path / "lazy"))
+    np.testing.assert_array_equal(loaded.neighbours_[searched], eager.neighbours_[searched])
+    assert (loaded.neighbours_[[0, 1, 2]] == -2).all()  # still to be searched
+    everyone = eager.customer_ids_.ids
+    a, b = eager.recommend(everyone, n=10), loaded.recommend(everyone, n=10)
+    assert (a.ids == b.ids).all()
     np.testing.assert_array_equal(loaded.neighbours_, eager.neighbours_)
-    erased = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd).forget(["c010"])
-    np.testing.assert_array_equal(erased.neighbours_, TIFUKNN(n_neighbors=12).fit(crowd).forget(["c010"]).neighbours_)
+    fresh = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd)
+    assert "neighbour_pos" not in fresh._state()[0] and "neighbours" not in fresh._state()[0]  # nothing to store
+    fresh.recommend(everyone[:5], n=10)
+    erased = fresh.forget(["c010"])
+    assert (erased.neighbours_[10:20] == -2).all()  # erasure searched nobody it did not have to
+    eager_erased = TIFUKNN(n_neighbors=12).fit(crowd).forget(["c010"])
+    rest = eager_erased.customer_ids_.ids
+    a, b = eager_erased.recommend(rest, n=10), erased.recommend(rest, n=10)
+    assert (a.ids == b.ids).all()
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(erased.neighbours_, eager_erased.neighbours_)
 
 
 @pytest.mark.parametrize("name, value", [("group_size", 0), ("within_decay", 1.5), ("group_decay", 0.0),
@@ -297,3 +311,17 @@ def test_views_for_the_parameter_search_share_the_fit(crowd: Dataset) -> None:
                                   TIFUKNN(group_size=3, n_neighbors=30).fit(crowd).recommend("c003", n=5).ids)
     with pytest.raises(ConfigError, match="n_neighbors"):
         wide.with_blend(n_neighbors=31, alpha=0.5)
+
+
+def test_a_merge_after_fold_in_keeps_the_unsearched_unsearched(crowd: Dataset) -> None:
+    """A service folding events into an on-query model merges its overlay without searching the shop."""
+    events = _events([("c005", "i07", 60, "o-new"), ("newbie", "i03", 60, "o-nb"), ("newbie", "i09", 60, "o-nb")])
+    eager = TIFUKNN(n_neighbors=12).fit(crowd).partial_fit(events)
+    lazy = TIFUKNN(n_neighbors=12, search_neighbours="on_query").fit(crowd).partial_fit(events)
+    eager._merge()
+    lazy._merge()
+    assert (lazy.neighbours_[lazy.customer_ids_.get("c100")] == -2).all()
+    everyone = eager.customer_ids_.ids
+    a, b = eager.recommend(everyone, n=10), lazy.recommend(everyone, n=10)
+    assert (a.ids == b.ids).all()
+    np.testing.assert_array_equal(a.scores, b.scores)
