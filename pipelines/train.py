@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import datetime
 from pathlib import Path
@@ -102,9 +103,12 @@ def train_cmd(
         metrics_out.write_text(json.dumps({"metrics": result.metrics.to_dicts(), "info": info}, indent=2, default=str))
     if not save:
         return
+    source = ds.source
+    del ds  # the bundle holds what it needs: at H&M size the interactions are ~4 GB the save need not share
+    gc.collect()
     registry = Registry()
     tag = registry.save(result.bundle.write_into, metadata={
-        "headline": result.bundle.manifest["headline"], "dataset": ds.source,
+        "headline": result.bundle.manifest["headline"], "dataset": source,
         "created": result.bundle.manifest["created"], "k": cfg.k, "evaluated": evaluate,
         "evaluation_cutoff": info["evaluation_cutoff"], "data_end": info["data_end"],
     })
