@@ -250,9 +250,19 @@ class TIFUKNN(Recommender):
         return self._cache["matrix"]
 
     def _neighbour_matrix(self) -> sp.csr_matrix:
-        """The base vectors as neighbours see them: each customer's ``neighbor_items`` strongest items."""
+        """The base vectors as neighbours see them: each customer's ``neighbor_items`` strongest items.
+
+        Only pool customers are ever anyone's neighbours, so only their rows are filled (the others are
+        empty): at H&M size ranking 5k customers' items instead of 1.4M customers' took the first
+        request of every process from ~18 s to well under a second."""
         if "neighbour_matrix" not in self._cache:
-            self._cache["neighbour_matrix"] = strongest(self._matrix(), self.neighbor_items)
+            matrix = self._matrix()
+            pool = self.pool_[self.pool_ < matrix.shape[0]]
+            top = strongest(matrix[pool], self.neighbor_items)
+            counts = np.zeros(matrix.shape[0], dtype=np.int64)
+            counts[pool] = np.diff(top.indptr)
+            indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            self._cache["neighbour_matrix"] = sp.csr_matrix((top.data, top.indices, indptr), shape=matrix.shape)
         return self._cache["neighbour_matrix"]
 
     def _pool(self) -> Pool:
@@ -357,8 +367,9 @@ class TIFUKNN(Recommender):
         """Blocks of customers, ``on_two_threads`` when there are several."""
         # a block's sparse scores hold at most ~BLOCK_CELLS entries: each customer's at most the
         # catalogue, or the entries of its neighbours' vectors (and its own)
-        matrix = self._neighbour_matrix()
-        reach = (self.n_neighbors * matrix.nnz + self.vec_indptr_[-1]) / max(matrix.shape[0], 1)
+        matrix = self._neighbour_matrix()  # (only the pool's rows are filled)
+        reach = (self.n_neighbors * matrix.nnz / max(len(self.pool_), 1)
+                 + self.vec_indptr_[-1] / max(matrix.shape[0], 1))
         step = max(1, int(BLOCK_CELLS // max(min(len(self.item_ids_), 2 * reach), 1)))
         starts = range(0, len(rows), step)
         self._overlay_matrix()  # built once here, not raced for by the threads
