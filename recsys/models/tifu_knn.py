@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys._arrays import in_sorted
 from recsys.dataset import Dataset
 from recsys.idmap import IdMap
 from recsys.models._tifu import (
@@ -309,9 +310,13 @@ class TIFUKNN(Recommender):
         return out
 
     def _overlay_matrix(self) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Folded-in customers (sorted rows) and their vectors, rebuilt only after a fold-in."""
+        """Folded-in pool customers (sorted rows) and their vectors, rebuilt only after one of them folds in.
+
+        Only pool customers are ever neighbours: the service folds in customers all day, and rebuilding
+        every folded customer's vector after each event grew with the day's events."""
         if "overlay" not in self._cache:
             rows = np.array(sorted(self._overlay), dtype=np.int64)
+            rows = rows[in_sorted(rows, self.pool_)]
             fs = [self._overlay[int(r)] for r in rows]
             counts = np.array([len(f.items) for f in fs], dtype=np.int64)
             m = sp.csr_matrix(
@@ -465,7 +470,8 @@ class TIFUKNN(Recommender):
             per = part.group_by("key").agg(pl.col("t").max(), pl.col("i").unique().sort()).sort("t", "key")
             last_key = add_baskets(baskets, last_key, per.iter_rows())
             self._overlay[row] = self._fold(baskets, last_key, row)
-        self._cache.pop("overlay", None)
+            if row < self._n_base and in_sorted(np.array([row]), self.pool_)[0]:
+                self._cache.pop("overlay", None)  # a neighbour's vector changed
         if len(self._overlay) > max(_MERGE_MIN, _MERGE_SHARE * self._n_base):
             self._merge()
         return self
