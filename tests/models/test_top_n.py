@@ -92,3 +92,26 @@ def test_neighbourhood_scorer_dense_and_sparse_routes_agree(exclude_bought: bool
     np.testing.assert_array_equal(dense[0], sparse[0])
     np.testing.assert_array_equal(dense[1], sparse[1])
     assert (dense[0] >= 0).sum() > 1000  # the comparison covers real lists
+
+
+def test_sparse_top_n_pruning_long_rows_keeps_exactly_the_sorted_prefix(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Long rows (TIFU-KNN's ~5k neighbour items per customer) are pruned to the entries at least their
+    row's n-th largest before the sort — ties with the n-th stay, so the lists equal the full sort's."""
+    import scipy.sparse as sp
+
+    from recsys.models import _implicit_util as util
+
+    m = sp.random(120, 3000, density=0.2, random_state=5, format="lil", dtype=np.float32)
+    m[7, :] = 0  # an empty row
+    m[8, 10:] = 0  # and a short one
+    m = m.tocsr()
+    m.data = np.round(m.data * 5, 0) + 1  # few distinct values: many ties at every rank
+    m.eliminate_zeros()
+    monkeypatch.setattr(util, "_PRUNE_FACTOR", 10**9)
+    full = sparse_top_n(m, 30)
+    monkeypatch.setattr(util, "_PRUNE_FACTOR", 1)
+    monkeypatch.setattr(util, "_PRUNE_CELLS", 5000)  # many padded blocks
+    pruned = sparse_top_n(m, 30)
+    np.testing.assert_array_equal(full[0], pruned[0])
+    np.testing.assert_array_equal(full[1], pruned[1])
+    assert (full[0] >= 0).sum() > 3000
