@@ -29,7 +29,7 @@ class IdMap:
     generator's customer map once per new customer and copying 1.4M ids each time cost ~0.1 s.
     """
 
-    __slots__ = ("_buf", "_n", "_index", "_group", "_pl_table", "_grown")
+    __slots__ = ("_buf", "_n", "_index", "_group", "_pl_table", "_grown", "__weakref__")
 
     def __init__(self, ids: Sequence[str] | np.ndarray) -> None:
         arr = np.asarray(ids, dtype=object)

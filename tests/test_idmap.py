@@ -51,3 +51,18 @@ def test_maps_of_one_shared_array_are_one_map_and_fold_in_the_same_customer_with
     assert c2.get("other") == 1000 and "other" not in a2 and a2.get("new") == 1000
     writable = np.array(["x", "y"])
     assert IdMap.of_saved(writable) is not IdMap.of_saved(writable)
+
+
+def test_generators_fitted_on_one_shop_share_their_customer_map() -> None:
+    """``sorted_ids`` hands out the map a model still holds when the ids are equal (one dict of every
+    customer per run, not one per generator), and a new one when they differ."""
+    import polars as pl
+
+    from recsys.models._util import sorted_ids
+
+    a = sorted_ids(pl.Series(["c2", "c1", "c2"]))
+    b = sorted_ids(pl.Series(["c1", "c2"]))
+    assert a is b and list(a.ids) == ["c1", "c2"]
+    c = sorted_ids(pl.Series(["c1", "c3"]))
+    assert c is not a and list(c.ids) == ["c1", "c3"]
+    assert sorted_ids(pl.Series(["c1"]), pl.Series(["c2"])) is a
