@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from recsys._arrays import row_score_order, unique_sorted
-from recsys.models._util import purchases_only
+from recsys.models._util import expand_ranges, purchases_only
 from recsys.models.base import top_n
 
 __all__ = [
@@ -137,18 +137,15 @@ def _at_least_nth(data: np.ndarray, rows: np.ndarray, lengths: np.ndarray, indpt
     long_rows = long_rows[np.argsort(lengths[long_rows], kind="stable")]
     lo = 0
     while lo < len(long_rows):
-        width = int(lengths[long_rows[lo]])
         hi = lo + 1
         while hi < len(long_rows) and int(lengths[long_rows[hi]]) * (hi + 1 - lo) <= _PRUNE_CELLS:
             hi += 1
         width = int(lengths[long_rows[hi - 1]])  # the longest of the block (sorted by length)
         block_rows = long_rows[lo:hi]
-        counts = lengths[block_rows]
-        local = np.repeat(np.arange(len(block_rows)), counts)
-        offsets = np.cumsum(counts) - counts
-        pos = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(offsets, counts)
+        starts = indptr[block_rows]
+        local, at = expand_ranges(starts, lengths[block_rows])
         block = np.full((len(block_rows), width), -np.inf, dtype=np.float32)
-        block[local, pos] = data[np.repeat(indptr[block_rows], counts) + pos]
+        block[local, at - starts[local]] = data[at]
         kth[block_rows] = np.partition(block, width - n, axis=1)[:, width - n]
         lo = hi
     return data >= kth[rows]

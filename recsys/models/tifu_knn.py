@@ -110,6 +110,8 @@ class TIFUKNN(Recommender):
     #: Parameters for a fit that will be asked about a sample of customers only (a ranker window, an
     #: evaluation): search neighbours for the customers asked about, not for all.
     window_params: ClassVar[dict[str, Any]] = {"search_neighbours": "on_query"}
+    #: After a fold-in merge, the pool as it was at fit: customers not searched yet are searched among it.
+    _search_pool: Pool | None = None
 
     def __init__(
         self,
@@ -203,7 +205,7 @@ class TIFUKNN(Recommender):
         ``keep_search_pool`` (a merge): customers not searched yet are later searched among the pool as
         it was at fit, not as merged fold-ins changed it — so the answer never depends on whether they
         were asked before or after a merge, in this worker or another."""
-        frozen = getattr(self, "_search_pool", None) if keep_search_pool else None
+        frozen = self._search_pool if keep_search_pool else None
         self._reset_overlay()
         self._search_pool = frozen
         self.baskets_, self.last_key_ = baskets, last_key
@@ -240,8 +242,6 @@ class TIFUKNN(Recommender):
         self._overlay: dict[int, _Folded] = {}
         self._new_ids: dict[str, int] = {}
         self._cache: dict[str, Any] = {}
-        if not hasattr(self, "_search_pool"):
-            self._search_pool = None
 
     def _matrix(self) -> sp.csr_matrix:
         """The base vectors as a CSR matrix (shares the arrays)."""
