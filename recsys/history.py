@@ -27,8 +27,8 @@ _COMPACT_MIN_ROWS = 10_000
 
 def _conform(purchases: pl.DataFrame) -> pl.DataFrame:
     """Purchases only, in the history's columns and dtypes (absent optional columns filled)."""
-    if "event" in purchases.columns:
-        purchases = purchases.filter(pl.col("event") == "purchase")
+    if "event" in purchases.columns and not (purchases["event"] == "purchase").all():
+        purchases = purchases.filter(pl.col("event") == "purchase")  # (a filter copies every row)
     return purchases.select(
         pl.col("customer_id").cast(pl.String),
         pl.col("item_id").cast(pl.String),
