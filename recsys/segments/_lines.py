@@ -19,6 +19,8 @@ Integer sums are exact, so every table and model here is reproducible.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -49,11 +51,33 @@ def purchase_lines(data: Dataset) -> pl.DataFrame:
     if _CACHE is not None and _CACHE[0]() is data:
         return _CACHE[1]
     lines = _purchase_lines(data)
-    _CACHE = (weakref.ref(data), lines)
+    _CACHE = (weakref.ref(data, _forget), lines)
     return lines
 
 
 _CACHE: tuple[weakref.ref[Dataset], pl.DataFrame] | None = None
+
+
+def _forget(ref: weakref.ref[Dataset]) -> None:
+    """The cached dataset is gone: so are its lines (they held ~2.6 GB at H&M size after a training
+    run had dropped its evaluation data)."""
+    global _CACHE
+    if _CACHE is not None and _CACHE[0] is ref:
+        _CACHE = None
+
+
+@contextmanager
+def lines_scope(data: Dataset) -> Iterator[None]:
+    """Within: ``purchase_lines(data)`` is computed once; on exit it is dropped unless it was cached
+    before.  Why: a caller that only needs the lines for one computation (the relationship KPIs of a
+    training run) must not leave them resident beside the models it fits next."""
+    global _CACHE
+    held = _CACHE is not None and _CACHE[0]() is data
+    try:
+        yield
+    finally:
+        if not held and _CACHE is not None and _CACHE[0]() is data:
+            _CACHE = None
 
 
 def _purchase_lines(data: Dataset) -> pl.DataFrame:

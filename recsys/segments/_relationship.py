@@ -31,7 +31,7 @@ import polars as pl
 
 from recsys.dataset import Dataset
 from recsys.exceptions import ConfigError
-from recsys.segments._lines import VALUE_SCALE, purchase_lines
+from recsys.segments._lines import VALUE_SCALE, lines_scope, purchase_lines
 
 __all__ = ["KPI_COLUMNS", "PERIODS", "Period", "cohort_retention", "relationship_kpis", "relationship_tables"]
 
@@ -262,8 +262,9 @@ def relationship_tables(data: Dataset, *, period: Period = "month", churn_days: 
     from recsys.segments._table import segments as segment_table
 
     every = _check(period, churn_days)
-    seg = segments if segments is not None else segment_table(data)
-    orders = _orders(data)  # once for every table
+    with lines_scope(data):  # the lines serve the segments and the orders, then are dropped
+        seg = segments if segments is not None else segment_table(data)
+        orders = _orders(data)  # once for every table
     parts = [_kpis(orders, every, churn_days, None, None)
              .with_columns(pl.lit("all").alias("grouping"), pl.lit("all").alias("segment"))]
     for by in ("value_segment", "lifecycle"):

@@ -81,3 +81,22 @@ def test_report_draws_cohorts_kpi_trends_and_value_segments(synthetic_bundle_dir
         assert "segments_value" in names
     assert 'id="relationship"' in report.html and "data:image/png;base64" in report.html
     assert "cohorts.png" in report.markdown and "kpi_trends.png" in report.markdown
+
+
+def test_relationship_tables_leave_no_purchase_lines_resident() -> None:
+    """The lines cached for one computation are dropped after it (a training run fits its served models
+    next: at H&M size the lines were 2.6 GB held to the end), and with their dataset in any case."""
+    import gc
+
+    from recsys.segments import _lines
+
+    shop = _shop()
+    relationship_tables(shop)
+    assert _lines._CACHE is None
+    lines = _lines.purchase_lines(shop)  # cached by a caller that wants it: kept through a scope
+    with _lines.lines_scope(shop):
+        assert _lines.purchase_lines(shop) is lines
+    assert _lines._CACHE is not None and _lines._CACHE[1] is lines
+    del shop
+    gc.collect()
+    assert _lines._CACHE is None
