@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -129,10 +130,11 @@ def run_seed(ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
         frame_new = hybrid.candidate_frame(sample, now=hybrid.as_of, new_only=True).filter(pl.col("ci_count") == 0)
         names_with = names_with or hybrid.features
         suffix = pl.col("customer_id") + f"#w{win.index}"
+        keep = ["customer_id", *(c for c in names_with if c in frame.columns), "_y"]  # ids, strings: not needed
         frames.append(frame.with_columns(pl.Series("_y", label_candidates(frame, win.inside.purchases)))
-                      .with_columns(suffix))
+                      .with_columns(suffix).select(keep))
         frames_new.append(frame_new.with_columns(
-            pl.Series("_y", label_candidates(frame_new, win.inside.purchases))).with_columns(suffix))
+            pl.Series("_y", label_candidates(frame_new, win.inside.purchases))).with_columns(suffix).select(keep))
         seg_share.append({"window_start": str(win.start), "customers_with_segments": seg.height,
                           "sampled_rows_without_segment": int(frame[SEGMENT_FEATURES[0]].null_count())})
         del hybrid, gens, frame, frame_new, mine, win
@@ -175,6 +177,7 @@ def run_seed(ds: Dataset, cfg: TrainConfig) -> dict[str, Any]:
         del hybrid, hold
     out["cutoff"] = str(split.cutoff)
     out["seconds"] = round(time.perf_counter() - t0, 1)
+    out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
     return out
 
 
@@ -221,7 +224,7 @@ def main() -> None:
             runs.append(r)
             print(f"{shop} seed {seed}: served {r['without:served']:.4f} -> {r['with:served']:.4f}, "
                   f"new-only {r['without:served_new_only']:.4f} -> {r['with:served_new_only']:.4f} "
-                  f"({r['seconds']:.0f}s; splits on the segment columns {r['importance_hint']})", flush=True)
+                  f"({r['seconds']:.0f}s, peak RSS {r['peak_rss_gb']:.2f} GB; splits on the segment columns {r['importance_hint']})", flush=True)
             if args.verify and seed == args.seeds[0]:
                 r["verify"] = _verify(ds, cfg, r)
         summary: dict[str, Any] = {}
