@@ -23,9 +23,9 @@ GENERATORS: dict[str, str] = {
     "copurchase": "recsys.models.copurchase:CoPurchase",
     "category_complements": "recsys.models.category_complements:CategoryComplements",
     "category_affinity": "recsys.models.category_affinity:CategoryAffinity",
-    "als": "recsys.models.implicit_cf:ALS",
-    "bpr": "recsys.models.implicit_cf:BPR",
-    "item_knn": "recsys.models.implicit_cf:ItemKNN",
+    "als": "recsys.models.als:ALS",
+    "bpr": "recsys.models.bpr:BPR",
+    "item_knn": "recsys.models.item_knn:ItemKNN",
     "popularity": "recsys.models.popularity:Popularity",
     "tifu_knn": "recsys.models.tifu_knn:TIFUKNN",
 }
