@@ -411,3 +411,24 @@ def test_als_max_items_scores_only_the_bestsellers(shop: SyntheticShop, tmp_path
     loaded = ALS.load(tmp_path / "als")
     np.testing.assert_array_equal(loaded.item_pool_, pooled.item_pool_)  # type: ignore[arg-type]
     assert (loaded.recommend(customers, 10)[0] == pooled.recommend(customers, 10)[0]).all()
+
+
+def test_als_pool_lists_equal_implicits_own_pool_recommend(shop: SyntheticShop) -> None:
+    """The pool's factors are gathered once per model, not per call: the lists (ids and scores, one
+    customer or many, bought items in or out) are exactly implicit's ``recommend(items=pool)``."""
+    from recsys.models._implicit_util import from_implicit
+
+    model = ALS(factors=16, iterations=5, max_items=60).fit(shop.dataset)
+    rows = np.arange(0, len(model.customer_ids_), 3)[:200]
+    for exclude in (False, True):
+        want = from_implicit(*model.model_.recommend(rows, model.user_items_[rows], N=10, items=model.item_pool_,
+                                                     filter_already_liked_items=exclude))
+        got = model._recommend(rows, 10, exclude_bought=exclude)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        for r in rows[:20]:
+            one = model._recommend(np.array([r]), 10, exclude_bought=exclude)
+            ref = from_implicit(*model.model_.recommend(np.array([r]), model.user_items_[np.array([r])], N=10,
+                                                        items=model.item_pool_, filter_already_liked_items=exclude))
+            np.testing.assert_array_equal(one[0], ref[0])
+            np.testing.assert_array_equal(one[1], ref[1])
