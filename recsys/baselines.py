@@ -97,6 +97,8 @@ def buy_again_then_popular(train: Dataset, customer_ids: Sequence[str], k: int, 
 
 
 def popular_items(model: Popularity, k: int, *, exclude: Sequence[str] = ()) -> list[str]:
+    """The ``k`` most popular item ids, skipping ``exclude`` and padding ids (asks for ``k + len(exclude)``
+    so the excluded ones do not shorten the list)."""
     ids, _ = model.popular(k + len(exclude))
     drop = set(exclude)
     return [i for i in ids.tolist() if i and i not in drop][:k]

@@ -44,6 +44,8 @@ OUTPUT_SCHEMA = {"customer_id": pl.String, "rank": pl.Int32, "item_id": pl.Strin
 
 @dataclass(frozen=True)
 class BatchSummary:
+    """What one batch file write did: rows and customers written, wall time, and the file."""
+
     rows: int
     customers: int
     seconds: float
@@ -51,6 +53,7 @@ class BatchSummary:
 
     @property
     def per_second(self) -> float:
+        """Customers per second (guarded against a zero duration), for the log line."""
         return self.customers / max(self.seconds, 1e-9)
 
 

@@ -53,6 +53,8 @@ BUNDLE_FORMAT = 1
 
 
 def generator_class(name: str) -> type[Recommender]:
+    """The ``Recommender`` class registered under ``name`` in ``GENERATORS`` (imported on demand);
+    an unknown name is a ``BundleError`` listing the known ones."""
     try:
         module, cls = GENERATORS[name].split(":")
     except KeyError:
@@ -62,6 +64,8 @@ def generator_class(name: str) -> type[Recommender]:
 
 
 def library_versions() -> dict[str, str]:
+    """Python's and the main libraries' versions, recorded in the manifest so a bundle says what made it;
+    a library that is not installed is left out."""
     out = {"python": platform.python_version()}
     for lib in ("numpy", "scipy", "polars", "sklearn", "implicit", "bentoml"):
         try:
@@ -72,6 +76,7 @@ def library_versions() -> dict[str, str]:
 
 
 def git_sha() -> str | None:
+    """The checkout's commit, recorded in the manifest for provenance; ``None`` outside a git checkout."""
     try:
         root = Path(__file__).resolve().parents[1]
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
@@ -98,6 +103,7 @@ class Bundle:
 
     @property
     def reference_time(self) -> datetime:
+        """The newest training purchase (``HybridRecommender.reference_time``)."""
         return self.hybrid.reference_time
 
     def save(self, path: str | Path) -> Path:

@@ -36,6 +36,8 @@ class _Strict(BaseModel):
 
 
 class GeneratorSpec(_Strict):
+    """One entry of the ``generators:`` section of the training YAML."""
+
     enabled: bool = True
     #: Candidates this generator proposes per customer to the ranker.
     candidates: int = Field(50, ge=0, le=1000)
@@ -47,6 +49,8 @@ class GeneratorSpec(_Strict):
 
 
 class RankerSpec(_Strict):
+    """The ``ranker:`` section of the training YAML."""
+
     kind: Literal["gbdt", "rrf"] = "gbdt"
     max_iter: int = Field(80, ge=1)
     learning_rate: float = Field(0.1, gt=0)
@@ -83,6 +87,8 @@ class RankerSpec(_Strict):
 
 
 class SplitSpec(_Strict):
+    """The ``split:`` section of the training YAML (an explicit ``cutoff`` wins over ``holdout_days``)."""
+
     holdout_days: float | None = 14.0
     cutoff: date | None = None
     #: The ranker trains on this window just before the test cut-off (as long as the test window, so
@@ -99,6 +105,8 @@ class SplitSpec(_Strict):
 
 
 class TrainConfig(_Strict):
+    """The training YAML as a whole (``configs/train.yaml``): data set, split, generators, ranker."""
+
     dataset: str = "synthetic"
     data_path: str | None = None
     lenient: bool = False
@@ -133,6 +141,7 @@ class TrainConfig(_Strict):
         return self
 
     def enabled_generators(self) -> dict[str, GeneratorSpec]:
+        """The generator specs with ``enabled: true``, in configured order."""
         return {k: v for k, v in self.generators.items() if v.enabled}
 
 

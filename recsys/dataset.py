@@ -66,6 +66,7 @@ class Dataset:
 
     @property
     def date_range(self) -> tuple[datetime | None, datetime | None]:
+        """First and last interaction time; ``(None, None)`` when there are no interactions."""
         ts = self.interactions["ts"]
         return (ts.min(), ts.max()) if ts.len() else (None, None)  # type: ignore[return-value]
 

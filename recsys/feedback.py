@@ -75,6 +75,7 @@ class NotInterested:
                        exclude_categories=tuple(dict.fromkeys((*filters.exclude_categories, *cats))))
 
     def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop these customers' dismissals (erasure)."""
         for cid in customer_ids:
             self.items.pop(cid, None)
             self.categories.pop(cid, None)

@@ -128,6 +128,7 @@ class PurchaseHistory:
 
     @property
     def last_ts(self) -> datetime | None:
+        """The newest purchase time, pending rows included; ``None`` when empty."""
         stamps = [f["ts"].max() for f in (self._base, self._delta) if f.height]
         return max(stamps) if stamps else None  # type: ignore[type-var,return-value]
 
@@ -171,6 +172,7 @@ class PurchaseHistory:
 
     @classmethod
     def load(cls, path: str | Path) -> PurchaseHistory:
+        """Read a history written by ``save``."""
         obj = cls.__new__(cls)
         obj._set(pl.read_parquet(path))
         return obj

@@ -83,6 +83,8 @@ class IdMap:
         return self._index.get(key, self._n) < self._n  # type: ignore[call-overload]
 
     def get(self, key: str, default: int = -1) -> int:
+        """The index of ``key``, or ``default`` when unknown (ids appended to the shared dict by a longer map
+        of the same buffer count as unknown here)."""
         i = self._index.get(key, -1)
         return i if 0 <= i < self._n else default
 

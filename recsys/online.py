@@ -38,6 +38,9 @@ _RRF_K = 20.0
 
 @dataclass(frozen=True)
 class Filters:
+    """A request's item filters: categories to keep or drop, items to drop, a price band.  Frozen and
+    hashable because they are part of the answer cache's key."""
+
     categories: tuple[str, ...] = ()
     exclude_item_ids: tuple[str, ...] = ()
     price_min: float | None = None
@@ -46,6 +49,7 @@ class Filters:
 
     @property
     def active(self) -> bool:
+        """True when any filter is set: only then are the filter passes run and a deeper list asked for."""
         return bool(self.categories or self.exclude_item_ids or self.price_min is not None
                     or self.price_max is not None or self.exclude_categories)
 
@@ -158,9 +162,11 @@ class OnlineRecommender:
 
     # ------------------------------------------------------------------ facts
     def knows_customer(self, customer_id: str) -> bool:
+        """True when the customer has a purchase history (trained or folded in); others are cold starts."""
         return customer_id in self.hybrid.history
 
     def knows_item(self, item_id: str) -> bool:
+        """True when the item is in the bundle's catalogue."""
         return item_id in self.item_category
 
     # --------------------------------------------------------------- queries

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ErasureReport:
+    """What ``erase_everywhere`` did: store rows deleted per table, versions rewritten, history rows
+    removed, and the requested ids found nowhere."""
+
     requested: int
     store_rows: dict[str, int] = field(default_factory=dict)
     bundles_rewritten: list[str] = field(default_factory=list)
@@ -98,4 +101,6 @@ def drop_erased(data: Dataset, hashes: set[str]) -> tuple[Dataset, int]:
 
 
 def erased_ids_among(ids: Sequence[str], hashes: set[str]) -> list[str]:
+    """The ``ids`` whose erasure hash is in ``hashes`` (``Store.erased_hashes``): how a running service
+    finds, among the customers it holds, those erased elsewhere."""
     return [c for c in ids if erasure_hash(c) in hashes]

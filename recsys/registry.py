@@ -33,6 +33,8 @@ _VERSION_RE = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
 
 @dataclass(frozen=True)
 class ModelVersion:
+    """One saved bundle in the model store: its tag, creation time, folder and metadata."""
+
     tag: str
     created: datetime
     path: Path
@@ -40,9 +42,11 @@ class ModelVersion:
 
     @property
     def version(self) -> str:
+        """The tag's version part (``crosssell:v1`` → ``v1``)."""
         return self.tag.split(":", 1)[1]
 
     def metric(self, name: str) -> float | None:
+        """A headline metric recorded at training (e.g. ``all.map``), or ``None`` when absent."""
         value = self.metadata.get("headline", {}).get(name)
         return None if value is None else float(value)
 
@@ -82,6 +86,7 @@ class Registry:
 
     @property
     def home(self) -> Path:
+        """The BentoML home in use (BentoML's own resolution when none was given, looked up on first use)."""
         if self._home is None:
             from bentoml._internal.configuration.containers import BentoMLContainer
 
@@ -90,6 +95,7 @@ class Registry:
 
     @property
     def state_file(self) -> Path:
+        """The JSON file in the BentoML home holding the promoted tag and the promotion history."""
         return self.home / f"{MODEL_NAME}-registry.json"
 
     # ------------------------------------------------------------------ save
@@ -128,6 +134,8 @@ class Registry:
         return sorted(out, key=lambda v: v.created, reverse=True)
 
     def get(self, tag: str) -> ModelVersion:
+        """The version ``tag`` (the ``crosssell:`` prefix may be omitted); a missing or half-written version
+        is a ``BundleError``."""
         bentoml = _bentoml()
         if ":" not in tag:
             tag = f"{MODEL_NAME}:{tag}"
@@ -166,6 +174,7 @@ class Registry:
         atomic_write_text(self.state_file, json.dumps(state, indent=2), mode=None)  # (private, as before)
 
     def promoted(self) -> ModelVersion | None:
+        """The promoted version, or ``None`` when nothing has been promoted yet."""
         tag = self._state()["promoted"]
         return self.get(tag) if tag else None
 

@@ -48,6 +48,8 @@ class ArmedCampaignRun(CampaignRun):
     assignments: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     def log(self, store: Store) -> int:
+        """Record every arm's picks (the holdout's as ``control``) in the send log, register the experiment
+        and log the arm assignments; returns send-log rows newly written (0 on a re-run of the run id)."""
         from recsys.experiments import ExperimentLog
 
         exp = self.campaign.experiment

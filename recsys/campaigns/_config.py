@@ -106,6 +106,7 @@ class Audience(_Strict):
 
     @property
     def needs_segments(self) -> bool:
+        """True when a filter reads the segment table, so it is computed only for audiences that use it."""
         return bool(self.segment or self.lifecycle or self.churn_band)
 
 

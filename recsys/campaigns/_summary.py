@@ -26,6 +26,8 @@ def build_summary(campaign: Campaign, *, run_id: str, model_version: str | None,
                   clock: datetime, shard: tuple[int, int] | None, audience_total: int, audience: int,
                   reason: np.ndarray, picks: pl.DataFrame, controls: pl.DataFrame, ctx: PickContext,
                   resend_removed: int, timings: dict[str, float], seconds: float) -> dict[str, Any]:
+    """The run summary as a JSON-ready dict: audience and exclusions by reason, picks per customer,
+    category and reason mix, and timings (written beside the picks, printed by ``summary_lines``)."""
     excluded = {r: int((reason == r).sum()) for r in EXCLUSION_REASONS}
     per_customer = picks.group_by("customer_id").len()["len"]
     distribution = {str(k): int(v) for k, v in per_customer.value_counts().sort("len").iter_rows()}

@@ -54,12 +54,16 @@ class TableSpec(_Strict):
 
 
 class FilesSource(_Strict):
+    """The ``source:`` section of a dataset YAML for ``kind: files`` (a folder of CSV or parquet files)."""
+
     kind: Literal["files"] = "files"
     path: str
     #: Environment variable that overrides ``path`` when set (e.g. a CI machine's data location).
     path_env: str | None = None
 
     def resolved_path(self, override: str | Path | None = None) -> Path:
+        """The folder to read: ``override``, else ``$path_env`` if set, else ``path``; relative paths are
+        taken from the project root so the result does not depend on the working directory."""
         raw = str(override) if override else (os.environ.get(self.path_env or "") or self.path)
         p = Path(raw).expanduser()
         if not p.is_absolute():
@@ -69,16 +73,21 @@ class FilesSource(_Strict):
 
 
 class SqlSource(_Strict):
+    """The ``source:`` section of a dataset YAML for ``kind: sql`` (a SQLite or PostgreSQL URI)."""
+
     kind: Literal["sql"] = "sql"
     #: ``sqlite:///relative/or/absolute.db`` or ``postgresql://user@host:port/db``.
     uri: str
     uri_env: str | None = None
 
     def resolved_uri(self, override: str | None = None) -> str:
+        """The URI to read: ``override``, else ``$uri_env`` if set, else ``uri``."""
         return override or os.environ.get(self.uri_env or "") or self.uri
 
 
 class SyntheticSource(_Strict):
+    """The ``source:`` section of a dataset YAML for ``kind: synthetic`` (the generated shop)."""
+
     kind: Literal["synthetic"] = "synthetic"
     seed: int = 0
     n_customers: int | None = None

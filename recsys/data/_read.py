@@ -24,12 +24,15 @@ ROW = "__row"
 
 @dataclass(frozen=True)
 class RawTable:
+    """One raw table as read, with what error messages need to point at a row of the source."""
+
     frame: pl.DataFrame  # source columns + ROW (1-based record number)
     origin: str  # what to call it in messages: a file path or "uri#table"
     unit: str  # "line" for CSV (header = line 1) or "row"
     row_offset: int  # add to ROW to get the unit number
 
     def where(self, row: int) -> str:
+        """How messages name a row: ``line N`` of a CSV file (header = line 1) or ``row N`` of a table."""
         return f"{self.unit} {row + self.row_offset}"
 
 

@@ -88,6 +88,7 @@ class ShopConfig:
 
     @property
     def start_datetime(self) -> datetime:
+        """Start of the interaction window (midnight of ``start``)."""
         return datetime(self.start.year, self.start.month, self.start.day)
 
     @property

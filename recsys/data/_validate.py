@@ -39,6 +39,7 @@ class Issue:
     value: str | None = None
 
     def message(self) -> str:
+        """The issue as one line naming the source, column, rule, row count and the first offending row."""
         rows = "row" if self.count == 1 else "rows"
         shown = "" if self.value is None else f" (value {self.value!r})"
         return f"{self.source}: column '{self.column}': {self.count} {rows} {self.rule}; first at {self.first}{shown}"
@@ -54,9 +55,11 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when no rule was broken."""
         return not self.issues
 
     def lines(self) -> list[str]:
+        """Issues, dropped-row counts and notes as printable lines."""
         out = [i.message() for i in self.issues]
         out += [f"dropped {n:,} {table} rows" for table, n in self.dropped.items() if n]
         return out + self.notes

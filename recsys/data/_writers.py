@@ -211,6 +211,8 @@ class TableSink:
         self._text: IO[bytes] | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
+        """Append ``frame`` (the file opens on the first call): a parquet row group cast to the first frame's
+        schema, or CSV rows with a header only in the first block."""
         if self.fmt == "parquet":
             import pyarrow.parquet as pq  # only streamed writes need it
 
