@@ -78,6 +78,7 @@ def require_ray() -> ModuleType:
 
 
 def check_engine(engine: str) -> str:
+    """Validate the ``engine`` option (``local`` or ``ray``) at the edge; returns it."""
     if engine not in ("local", "ray"):
         raise ConfigError(f"The 'engine' option must be one of local, ray. Got {engine!r} instead.")
     return engine
@@ -234,6 +235,7 @@ class BundleSource:
             shutil.rmtree(tmp if tmp.name != "copy" else tmp.parent, ignore_errors=True)
 
     def describe(self) -> str:
+        """Where the workers read the files from, for the CLI's log line."""
         return "Ray's object store" if self.ref is not None else str(self.path)
 
 
@@ -249,6 +251,7 @@ def put_frames(frames: Mapping[str, pl.DataFrame]) -> Any:
 
 
 def get_frames(ref: Any) -> dict[str, pl.DataFrame]:
+    """Frames stored by ``put_frames``, read back from their Arrow IPC bytes."""
     return {name: pl.read_ipc(io.BytesIO(data)) for name, data in require_ray().get(ref).items()}
 
 
@@ -257,6 +260,7 @@ class BlockWorker:
     calls ``block(frame)`` once per block and returns the outputs with their block number."""
 
     def block(self, frame: pl.DataFrame) -> pl.DataFrame:  # pragma: no cover - abstract
+        """One block's output frame; subclasses implement it."""
         raise NotImplementedError
 
     def __call__(self, batch: Any) -> Any:

@@ -63,6 +63,8 @@ class CampaignWorker(BlockWorker):
         self.recent = get_frames(recent)["recent"] if recent is not None else None
 
     def block(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The picks of one block of customers, plus one accounting row (null ``customer_id``) counting the
+        candidates the re-send window removed, so the driver can total them."""
         picked, removed = pick(self.ctx, self.ruleset, self.campaign, frame["customer_id"].to_list(),
                                self.recent, self.batch_size, False, 1)
         # one accounting row per block (customer_id null): how many candidates the re-send window removed

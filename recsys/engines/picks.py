@@ -49,6 +49,7 @@ class PicksWorker(BlockWorker):
         self.n, self.new_only, self.batch, self.now = n, new_only, batch, now
 
     def block(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The output rows of one block of customers, as ``recommend_batches`` writes them locally."""
         ids = frame["customer_id"].to_list()
         parts = list(recommend_batches(self.hybrid, ids, self.n, new_only=self.new_only, batch=self.batch,
                                        now=self.now, progress=False, names=self.names))

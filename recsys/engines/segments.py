@@ -40,6 +40,8 @@ class ScoreWorker(BlockWorker):
         self.now, self.start = now, start
 
     def block(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Churn risk and expected CLV of the customers in one block of purchase lines (null columns for a
+        model not given)."""
         out = frame.select("customer_id").unique().sort("customer_id")
         for name, model in self.models.items():
             feats, value = model.predict_lines(frame, self.now, start=self.start)

@@ -24,12 +24,14 @@ RECS_COLUMNS: Final[tuple[str, ...]] = ("customer_id", "rank", "item_id")
 
 
 def check_k(name: str, k: object) -> int:
+    """Validate a count parameter (``k``, ``ks``, ``n_catalogue``): an int ≥ 1, not a bool; returns it."""
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ConfigError(f"The '{name}' parameter must be an int in [1, inf). Got {k!r} instead.")
     return k
 
 
 def check_variants(variants: Iterable[str] | str) -> tuple[str, ...]:
+    """Validate ``variants`` (one name, or a non-empty duplicate-free subset of ``VARIANTS``) into a tuple."""
     out = (variants,) if isinstance(variants, str) else tuple(variants)
     bad = [v for v in out if v not in VARIANTS]
     if not out or bad or len(set(out)) != len(out):
@@ -76,10 +78,13 @@ def catalogue(items: pl.DataFrame | None, test: Dataset | pl.DataFrame) -> pl.Da
 
 
 def has_categories(items: pl.DataFrame | None) -> bool:
+    """True when the catalogue has at least one non-null category (the ``category`` variant needs it)."""
     return items is not None and items.height > 0 and items["category"].null_count() < items.height
 
 
 def customer_filter(customers: Iterable[str] | pl.Series | None) -> pl.Series | None:
+    """The customers to evaluate as a String series, or ``None`` for all; a lone string is refused, since
+    iterating it would silently mean its characters."""
     if customers is None:
         return None
     if isinstance(customers, pl.Series):

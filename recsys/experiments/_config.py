@@ -46,10 +46,12 @@ class ServiceExperiment(BaseModel):
 
     @property
     def hash_salt(self) -> str:
+        """The salt of the arm hash: ``salt`` if set, else the experiment's name."""
         return self.salt or self.name
 
     @property
     def arms(self) -> list[tuple[str, float]]:
+        """``(arm, share)`` pairs for ``assign_arms``: control gets ``1 - share``, challenger ``share``."""
         return [("control", 1.0 - self.share), ("challenger", self.share)]
 
 

@@ -106,6 +106,7 @@ class ExperimentLog:
                     "updated_at = excluded.updated_at", [(name, kind, json.dumps(config, sort_keys=True), now, now)])
 
     def experiment(self, name: str) -> dict[str, Any] | None:
+        """The registered experiment (name, kind, config, started_at), or ``None`` if unknown."""
         rows = self._query("SELECT name, kind, config, started_at FROM exp_experiments WHERE name = ?", [name])
         if not rows:
             return None
@@ -113,6 +114,7 @@ class ExperimentLog:
         return {"name": n, "kind": kind, "config": json.loads(config), "started_at": started}
 
     def names(self) -> list[str]:
+        """Names of every registered experiment, sorted."""
         return [r[0] for r in self._query("SELECT name FROM exp_experiments ORDER BY name")]
 
     # ------------------------------------------------------------ exposures
@@ -129,6 +131,7 @@ class ExperimentLog:
         return len(rows)
 
     def exposures(self, experiment: str) -> pl.DataFrame:
+        """Every served list item logged for the experiment, one row per (rec_id, item)."""
         rows = self._query("SELECT rec_id, item_id, arm, model_version, customer_id, session_id, subject, placement, "
                            "position, shown_at FROM exp_exposures WHERE experiment = ?", [experiment])
         return pl.DataFrame(rows, orient="row", schema={
@@ -193,6 +196,7 @@ class ExperimentLog:
         return len(written)
 
     def outcomes(self, experiment: str) -> pl.DataFrame:
+        """Every event ``attribute`` credited to one of the experiment's exposures, with its arm."""
         rows = self._query("SELECT arm, model_version, rec_id, subject, item_id, event, quantity, price, order_id, "
                            "ts, received_at FROM exp_outcomes WHERE experiment = ?", [experiment])
         return pl.DataFrame(rows, orient="row", schema={
@@ -246,6 +250,7 @@ class ExperimentLog:
         return self.count("exp_assignments") - before
 
     def assignments(self, experiment: str) -> pl.DataFrame:
+        """Every customer's arm assignment in the experiment's campaign runs."""
         rows = self._query("SELECT run_id, campaign, customer_id, arm, strategy, model_version, emailed, assigned_at "
                            "FROM exp_assignments WHERE experiment = ?", [experiment])
         return pl.DataFrame(rows, orient="row", schema={
@@ -309,6 +314,8 @@ class ExperimentLog:
                 for r in self._query(f"SELECT DISTINCT customer_id FROM {t} WHERE customer_id IN ({marks})", ids)}
 
     def count(self, table: str) -> int:
+        """Rows in one of the experiment tables; the name is checked against the known tables because it is
+        spliced into the SQL."""
         if table not in ("exp_experiments", *_ERASE_TABLES):
             raise ValueError(f"unknown table {table!r}")
         return int(self._query(f"SELECT COUNT(*) FROM {table}")[0][0])

@@ -20,6 +20,8 @@ __all__ = ["ExperimentResult", "read_experiment"]
 
 @dataclass
 class ExperimentResult:
+    """What ``read_experiment`` returns: the experiment's registered config and its read-out."""
+
     name: str
     kind: str  #: "service" | "campaign"
     config: dict[str, Any]

@@ -39,6 +39,7 @@ METRICS: tuple[str, ...] = ("ctr", "conversion", "revenue_per_customer", "aov")
 
 
 def empty_units() -> pl.DataFrame:
+    """A frame with ``UNIT_SCHEMA`` and no rows, so an experiment without data still reads out."""
     return pl.DataFrame(schema=UNIT_SCHEMA)
 
 
@@ -68,6 +69,7 @@ class Readout:
 
     @property
     def treatments(self) -> list[str]:
+        """The arms other than the control, in order."""
         return [a for a in self.arms if a != self.control]
 
     def decide(self, arm: str) -> Decision:

@@ -89,10 +89,12 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
+        """True when the sample is large enough and ``p_value < alpha``."""
         return self.enough and self.p_value is not None and self.p_value < self.alpha
 
     @property
     def verdict(self) -> Verdict:
+        """The comparison in words: too small to call, no significant difference, or which arm is better."""
         if not self.enough:
             return "too small to call"
         if not self.significant or self.diff is None:

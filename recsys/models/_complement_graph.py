@@ -59,6 +59,7 @@ class SequenceCounts:
 
     @classmethod
     def empty(cls, n: int) -> SequenceCounts:
+        """All-zero counts over ``n`` categories: the answer when no trigger day is eligible."""
         z = np.zeros((n, n))
         return cls(np.zeros(n), z, z.copy(), z.copy(), z.copy())
 

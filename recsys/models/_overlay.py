@@ -70,10 +70,12 @@ class RowTable:
     # ------------------------------------------------------------------ shape
     @property
     def n_rows(self) -> int:
+        """Rows in the table, base and grown (new customers) alike."""
         return self._n
 
     @property
     def n_base(self) -> int:
+        """Rows held in the CSR base."""
         return len(self.indptr) - 1
 
     @property
@@ -208,13 +210,16 @@ class OverlayCSR:
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(rows, columns)``, grown rows included."""
         return (self._t.n_rows, self.n_cols)
 
     @property
     def n_overlay(self) -> int:
+        """Rows currently read from the overlay instead of the base."""
         return self._t.n_overlay
 
     def grow(self, n_rows: int) -> None:
+        """At least ``n_rows`` rows; the new ones are empty (``RowTable.grow``)."""
         self._t.grow(n_rows)
 
     def __getitem__(self, rows: int | np.ndarray | Iterable[int]) -> sp.csr_matrix:

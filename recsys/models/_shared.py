@@ -62,6 +62,7 @@ class SharedArrays:
         self._loaded: dict[str, np.ndarray] = {}
 
     def path(self, key: str) -> Path:
+        """The file of the array stored under ``key``."""
         return self.root / f"{key}.npy"
 
     def write(self, key: str, array: np.ndarray) -> dict[str, Any] | None:
@@ -75,6 +76,8 @@ class SharedArrays:
         return spec
 
     def read(self, key: str, spec: dict[str, Any] | None = None) -> np.ndarray:
+        """The array stored under ``key``, loaded once and made read-only, so every model that names it
+        shares one copy (``spec`` undoes the packing ``write`` applied)."""
         array = self._loaded.get(key)
         if array is None:
             array = unpack(np.load(self.path(key), allow_pickle=False), spec)

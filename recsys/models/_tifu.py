@@ -49,6 +49,7 @@ class Baskets:
 
     @property
     def n_customers(self) -> int:
+        """Customer rows (``len(bk_indptr) - 1``)."""
         return len(self.bk_indptr) - 1
 
     def of(self, row: int) -> list[tuple[int, np.ndarray]]:

@@ -186,6 +186,8 @@ class Recommender(ABC):
         return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY]
 
     def get_params(self) -> dict[str, Any]:
+        """The keyword-only constructor parameters as stored (sklearn style): for ``repr``, the manifest and
+        re-creating the model with other values."""
         return {name: getattr(self, name) for name in self._param_names()}
 
     def __repr__(self) -> str:
@@ -195,6 +197,7 @@ class Recommender(ABC):
     # ------------------------------------------------------------- fittedness
     @property
     def is_fitted(self) -> bool:
+        """True once the model holds its learned state (``_fitted_attr`` is set)."""
         return hasattr(self, self._fitted_attr)
 
     def _check_fitted(self) -> None:

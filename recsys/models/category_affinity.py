@@ -55,6 +55,7 @@ _US_PER_DAY = 86_400_000_000
 def csr_from_arrays(
     indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]
 ) -> sp.csr_matrix:
+    """A CSR matrix from its saved ``indptr``, ``indices`` and ``data``."""
     return sp.csr_matrix((data, indices, indptr), shape=shape)
 
 

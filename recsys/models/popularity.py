@@ -160,6 +160,7 @@ class Popularity(Recommender):
         return self
 
     def forget(self, customer_ids: Sequence[str]) -> Popularity:
+        """Remove customers' rows of what they bought (erasure); item popularity stays as trained."""
         self._check_fitted()
         rows = self.customer_ids_.index(customer_ids)
         rows = rows[rows >= 0]
