@@ -37,10 +37,12 @@ class Cascade:
     keep: int
 
     def to_json(self) -> dict[str, int]:
+        """The setting as stored in the bundle manifest."""
         return {"trees": self.trees, "keep": self.keep}
 
     @classmethod
     def from_json(cls, value: dict[str, int] | None) -> Cascade | None:
+        """The setting from the manifest; ``None`` (exact scoring) when absent."""
         return None if not value else cls(int(value["trees"]), int(value["keep"]))
 
 

@@ -32,6 +32,8 @@ ITEM_FEATURES = ("i_pop", "i_pop_recent", "i_trend", "i_price", "i_buyers", "i_r
 
 
 def feature_names(generator_names: Sequence[str]) -> list[str]:
+    """The ranker's feature columns in order: score and rank per generator, ``n_gens``, then the
+    customer and item features."""
     gens = [f"{kind}_{g}" for g in generator_names for kind in ("score", "rank")]
     return [*gens, "n_gens", *CUSTOMER_FEATURES, *ITEM_FEATURES]
 
@@ -69,6 +71,8 @@ class ItemStats:
     """Item- and category-level statistics learned from training purchases (no customer data)."""
 
     def fit(self, data: Dataset, *, recent_days: float = 28.0, half_life_days: float = 60.0) -> ItemStats:
+        """Learn per-item popularity, trend, price, buyers and repeat statistics and the category shares
+        from ``data``'s purchases; returns self."""
         p = data.purchases
         ref = newest(p["ts"], datetime(1970, 1, 1))
         age = (pl.lit(ref) - pl.col("ts")).dt.total_seconds() / 86_400.0
@@ -114,10 +118,12 @@ class ItemStats:
         return self
 
     def state(self) -> dict[str, Any]:
+        """The learned frames and reference time, for the bundle to save (``from_state`` reads them back)."""
         return {"items": self.items_, "categories": self.categories_, "reference_time": self.reference_time_}
 
     @classmethod
     def from_state(cls, items: pl.DataFrame, categories: pl.DataFrame, reference_time: datetime) -> ItemStats:
+        """Fitted stats from the parts ``state`` returned, without refitting."""
         obj = cls()
         obj.items_, obj.categories_, obj.reference_time_ = items, categories, reference_time
         return obj

@@ -49,6 +49,7 @@ class ItemLookup:
 
     @classmethod
     def of(cls, stats: ItemStats) -> ItemLookup:
+        """Build the lookup from fitted ``ItemStats`` (item features as float32, NaN for missing)."""
         items = stats.items_
         ids = items["item_id"].to_list()
         feats = items.select(
@@ -63,6 +64,7 @@ class ItemLookup:
         )
 
     def category_of(self, item_id: str) -> str:
+        """The item's category, ``""`` when unknown or uncategorised."""
         r = self.row.get(item_id)
         return self.category[r] if r is not None else ""
 

@@ -288,6 +288,7 @@ class TreeEnsemble:
 
     @property
     def n_trees(self) -> int:
+        """Number of trees."""
         return len(self.roots)
 
     def predict(self, X: np.ndarray, *, trees: tuple[int, int] | None = None) -> np.ndarray:
@@ -340,6 +341,7 @@ class TreeEnsemble:
         return (self.baseline if a == 0 else 0.0) + self.value[node].sum(axis=1)
 
     def to_arrays(self, prefix: str = "tree_") -> dict[str, np.ndarray]:
+        """The node arrays (and baseline, max depth) as named numpy arrays, for ``.npz`` files (no pickle)."""
         return {
             f"{prefix}feature": self.feature, f"{prefix}threshold": self.threshold,
             f"{prefix}missing_left": self.missing_left, f"{prefix}left": self.left, f"{prefix}right": self.right,
@@ -349,6 +351,7 @@ class TreeEnsemble:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "tree_") -> TreeEnsemble:
+        """The ensemble saved by ``to_arrays`` under ``prefix``."""
         meta = arrays[f"{prefix}meta"]
         return cls(
             feature=arrays[f"{prefix}feature"], threshold=arrays[f"{prefix}threshold"],

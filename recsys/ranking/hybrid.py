@@ -235,24 +235,28 @@ class HybridRecommender:
 
     @property
     def buy_again(self) -> BuyAgain | None:
+        """The ``buy_again`` generator, or ``None`` when the bundle has none."""
         from recsys.models.buy_again import BuyAgain
 
         return self.generator("buy_again", BuyAgain)
 
     @property
     def category_affinity(self) -> CategoryAffinity | None:
+        """The ``category_affinity`` generator, or ``None`` when the bundle has none."""
         from recsys.models.category_affinity import CategoryAffinity
 
         return self.generator("category_affinity", CategoryAffinity)
 
     @property
     def category_complements(self) -> CategoryComplements | None:
+        """The ``category_complements`` generator, or ``None`` when the bundle has none."""
         from recsys.models.category_complements import CategoryComplements
 
         return self.generator("category_complements", CategoryComplements)
 
     @property
     def copurchase(self) -> CoPurchase | None:
+        """The ``copurchase`` generator, or ``None`` when the bundle has none."""
         from recsys.models.copurchase import CoPurchase
 
         return self.generator("copurchase", CoPurchase)

@@ -70,6 +70,7 @@ class Headline:
 
     @property
     def ratio(self) -> float | None:
+        """``value / baseline``; ``None`` when either is missing or the baseline is zero."""
         if self.value is None or not self.baseline:
             return None
         return self.value / self.baseline
@@ -115,6 +116,7 @@ class ReportContent:
 
     @property
     def title(self) -> str:
+        """The report's title, naming the model tag."""
         return f"Cross-sell model report · {self.tag}"
 
 

@@ -47,6 +47,7 @@ class Image:
 
     @property
     def filename(self) -> str:
+        """The chart's file name (``<name>.png``)."""
         return f"{self.name}.png"
 
 

@@ -36,6 +36,7 @@ def count(value: Any) -> str:
 
 
 def seconds(value: Any) -> str:
+    """A duration: ``3.14 s`` below ten seconds, ``42.0 s`` above; missing → an em dash."""
     if _missing(value):
         return DASH
     value = float(value)

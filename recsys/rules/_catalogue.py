@@ -47,6 +47,7 @@ class CatalogueIndex:
 
     @property
     def n_items(self) -> int:
+        """Number of catalogue items (distinct ``item_id``)."""
         return len(self.item_ids)
 
     @functools.cached_property
@@ -57,6 +58,8 @@ class CatalogueIndex:
 
     @classmethod
     def build(cls, catalogue: pl.DataFrame, fallback: pl.DataFrame | None) -> CatalogueIndex:
+        """Index ``catalogue`` (first row per ``item_id``) with ``fallback``'s popularity scores
+        (``item_id, score``) for the fallback order; absent optional columns get neutral defaults."""
         if "item_id" not in catalogue.columns:
             raise SchemaError("catalogue: missing required column 'item_id'",
                               source="catalogue", column="item_id")
@@ -122,6 +125,7 @@ class CatalogueIndex:
         return found["_idx"].to_numpy().astype(np.int64)
 
     def categories_of(self, names: list[str]) -> np.ndarray:
+        """Codes of the named categories; names not in the catalogue are skipped."""
         index = self.category_index
         return np.fromiter((index[c] for c in names if c in index), dtype=np.int64)
 

@@ -46,6 +46,7 @@ DEFAULT_REASON: Final = "ranked"
 
 
 def require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
+    """``SchemaError`` naming ``name`` and the column unless ``frame`` is a DataFrame with ``columns``."""
     if not isinstance(frame, pl.DataFrame):
         raise SchemaError(f"{name}: expected a polars DataFrame, got {type(frame).__name__}", source=name)
     for col in columns:
@@ -55,12 +56,15 @@ def require(frame: pl.DataFrame, name: str, columns: Sequence[str]) -> None:
 
 
 def check_n(n: object, method: str) -> None:
+    """Validate the list length ``n`` of ``RuleSet.<method>`` (an int ≥ 0, not a bool)."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
         raise ConfigError(f"The 'n' parameter of RuleSet.{method} must be an int in [0, inf). "
                           f"Got {n!r} instead.")
 
 
 def customer_order(customer_ids: Sequence[str] | None, ranked_cust: pl.Series) -> list[str]:
+    """Output order of the customers: ``customer_ids`` first (each gets a list, candidates or not), then
+    any other customer of ``ranked`` in order of first appearance."""
     order: dict[str, None] = dict.fromkeys(str(c) for c in customer_ids or () if c is not None)
     if ranked_cust.len() <= SMALL:
         order.update(dict.fromkeys(ranked_cust.to_list()))
@@ -127,6 +131,8 @@ def history_arrays(h: pl.DataFrame, hc: np.ndarray,
 
 def due_item_keys(replenish_due: pl.DataFrame | None, cust_code: dict[str, int], cat: CatalogueIndex,
               replen_ok: np.ndarray, N: int) -> np.ndarray:
+    """Sorted ``customer code × N + item index`` keys of the replenishable items marked due: they are
+    exempt from the recently-bought exclusion."""
     if replenish_due is None or replenish_due.height == 0:
         return np.zeros(0, dtype=np.int64)
     require(replenish_due, "replenish_due", ("customer_id", "item_id", "due"))
@@ -224,6 +230,7 @@ def output_score_dtype(ranked: pl.DataFrame) -> pl.DataType | type[pl.DataType]:
 
 
 def empty_output(ranked: pl.DataFrame) -> pl.DataFrame:
+    """An output frame with no rows and the usual columns (score and ``source_ts`` dtypes as ``ranked``'s)."""
     score_dtype = output_score_dtype(ranked)
     return pl.DataFrame(schema={
         "customer_id": pl.String, "rank": pl.Int32, "item_id": pl.String, "score": score_dtype,

@@ -81,6 +81,7 @@ class WindowModel:
 
     # ------------------------------------------------------------ validation
     def get_params(self) -> dict[str, Any]:
+        """The constructor's hyperparameters as stored (sklearn style), for ``repr`` and the manifest."""
         return {name: getattr(self, name) for name in (*self._PARAMS, *self._extra_params())}
 
     def _validate_params(self) -> None:

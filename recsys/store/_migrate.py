@@ -44,6 +44,8 @@ HEAD = "0002"
 
 
 def alembic_config(url: str | None = None) -> Config:
+    """An Alembic config over this package's migrations, built in code (no ``alembic.ini`` needed at run
+    time); ``url`` is escaped for its ``%`` interpolation."""
     from alembic.config import Config
 
     cfg = Config()

@@ -47,6 +47,7 @@ _PG_EVENTS_LOCK = 0x63726F73  # "cros"
 
 
 def erasure_hash(customer_id: str) -> str:
+    """SHA-256 of the id under a fixed prefix: what an erasure record keeps instead of the id."""
     return hashlib.sha256(f"crosssell-erasure:{customer_id}".encode()).hexdigest()
 
 
@@ -133,6 +134,7 @@ class Store:
                 cur.close()
 
     def close(self) -> None:
+        """Close the database connection."""
         self._conn.close()
 
     # --------------------------------------------------------------- events
@@ -244,6 +246,8 @@ class Store:
         return self.count("send_log") - before
 
     def sends(self, *, since: datetime | None = None, customer_ids: Iterable[str] | None = None) -> pl.DataFrame:
+        """The send log, optionally since a time and for some customers (an empty list matches none); feeds
+        frequency caps, the re-send window and KPIs."""
         where: list[str] = []
         params: list[Any] = []
         if since is not None:
@@ -330,6 +334,7 @@ class Store:
         return f" WHERE customer_id IN ({', '.join('?' * len(ids))})", ids
 
     def suppress(self, customer_ids: Iterable[str], reason: str = "") -> None:
+        """Put customers on the suppression list (campaigns exclude them); an existing entry is kept as is."""
         now = _now()
         sql = self._sql("INSERT INTO suppression (customer_id, reason, added_at) VALUES (?, ?, ?) "
                         "ON CONFLICT (customer_id) DO NOTHING")
@@ -337,6 +342,7 @@ class Store:
             cur.executemany(sql, [(c, reason, now) for c in customer_ids])
 
     def suppressed(self) -> set[str]:
+        """Every suppressed customer id."""
         return {r[0] for r in self._query("SELECT customer_id FROM suppression")}
 
     # --------------------------------------------------------------- erasure
@@ -357,13 +363,17 @@ class Store:
         return counts
 
     def erased_hashes(self) -> set[str]:
+        """The erasure hashes recorded so far (``erasure_hash`` of each erased id)."""
         return {r[0] for r in self._query("SELECT id_hash FROM erasures")}
 
     def is_erased(self, customer_ids: Iterable[str]) -> list[bool]:
+        """Per id, whether its erasure is recorded (reads the hashes once for the whole list)."""
         hashes = self.erased_hashes()
         return [erasure_hash(c) in hashes for c in customer_ids]
 
     def count(self, table: str, customer_id: str | None = None) -> int:
+        """Rows in a table, optionally of one customer; the name is checked against the known tables because
+        it is spliced into the SQL."""
         if table not in ("events", "send_log", "consent", "consent_history", "suppression", "erasures"):
             raise ValueError(f"unknown table {table!r}")
         if customer_id is None:

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
+    """What a training run returns: the bundle, the holdout evaluation tables and run information."""
+
     bundle: Bundle
     metrics: pl.DataFrame  # model, variant, k, n_customers, map, ndcg, recall, precision, hit_rate, …
     segments: pl.DataFrame  # model, group, variant, metrics…
@@ -62,6 +64,8 @@ class TrainResult:
     info: dict[str, Any] = field(default_factory=dict)
 
     def headline(self, metric: str = "all.map", model: str = "served") -> float | None:
+        """One metric of one model's lists (``"<variant>.<metric>"``, default the served list's ``all.map``);
+        ``None`` when not evaluated."""
         variant, name = metric.split(".", 1)
         if self.metrics.height == 0:
             return None

@@ -44,6 +44,8 @@ _SCHEMA = [
 
 
 def upgrade() -> None:
+    """Create whichever tables are missing (existing rows untouched) and convert an events table from
+    before the log (see the module doc)."""
     bind = op.get_bind()
     dialect = bind.dialect.name
     columns = {c["name"] for c in sa.inspect(bind).get_columns("events")} \
@@ -65,4 +67,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    """Refused: there is no revision before the baseline."""
     raise NotImplementedError("the baseline is where history starts: there is nothing to go back to")

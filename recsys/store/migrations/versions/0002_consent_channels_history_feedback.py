@@ -26,6 +26,8 @@ _seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    """Consent per (customer, channel) with its history seeded from the old rows; ``events.category`` and
+    the ``events_kind_ts`` index."""
     op.create_table(
         "consent_v2",
         sa.Column("customer_id", sa.Text, primary_key=True),
