@@ -8,7 +8,6 @@ generate + train at 0.1 % (~10 s).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -20,14 +19,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "scale.py"
-
-
-def _bench_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("bench_scale", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_bench(tmp_path: Path, *args: str) -> tuple[dict[str, Any], str, Path]:
@@ -62,8 +53,8 @@ def test_generate_and_train_at_a_tenth_of_a_percent(tmp_path: Path) -> None:
     assert png.stat().st_size > 10_000 and "lines/s" in stdout
 
 
-def test_growth_exponent_is_the_log_log_slope() -> None:
-    exponent = _bench_module().exponent
+def test_growth_exponent_is_the_log_log_slope(load_bench: Any) -> None:
+    exponent = load_bench("scale").exponent
     assert exponent([1_000, 10_000, 100_000], [2.0, 20.0, 200.0]) == pytest.approx(1.0)
     assert exponent([1_000, 10_000], [1.0, 100.0]) == pytest.approx(2.0)
     assert exponent([1_000], [1.0]) is None  # one size: no slope

@@ -3,7 +3,6 @@ in the candidate frame (same rows, same order, same feature values), so WITH vs 
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_segment_features", ROOT / "bench" / "segment_features.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench: Any) -> Any:
+    return load_bench("segment_features")
 
 
 def test_ordinals_ignore_purchases_after_now_and_follow_the_segment_labels(bench: Any, tiny: Dataset) -> None:

@@ -3,7 +3,6 @@ wrk script sends and logs every request exactly once (checked against a stdlib H
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import threading
@@ -20,12 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def bench() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_serve", ROOT / "bench" / "serve.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench: Any) -> Any:
+    return load_bench("serve")
 
 
 def _shop(n_customers: int = 60, n_items: int = 30) -> tuple[list[str], list[float], list[str], list[float]]:
