@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys.dataset import purchases_only
 from recsys.idmap import IdMap
 
 __all__ = ["PurchaseHistory"]
@@ -27,8 +28,7 @@ _COMPACT_MIN_ROWS = 10_000
 
 def _conform(purchases: pl.DataFrame) -> pl.DataFrame:
     """Purchases only, in the history's columns and dtypes (absent optional columns filled)."""
-    if "event" in purchases.columns and not (purchases["event"] == "purchase").all():
-        purchases = purchases.filter(pl.col("event") == "purchase")  # (a filter copies every row)
+    purchases = purchases_only(purchases)
     return purchases.select(
         pl.col("customer_id").cast(pl.String),
         pl.col("item_id").cast(pl.String),

@@ -13,7 +13,7 @@ from typing import Final, Literal
 
 import polars as pl
 
-from recsys.dataset import Dataset
+from recsys.dataset import Dataset, purchases_only
 from recsys.exceptions import ConfigError, SchemaError
 
 Variant = Literal["all", "new", "category"]
@@ -53,7 +53,7 @@ def purchases(name: str, data: Dataset | pl.DataFrame) -> pl.DataFrame:
                 source=name,
                 column=missing[0],
             )
-        frame = data.filter(pl.col("event") == "purchase") if "event" in data.columns else data
+        frame = purchases_only(data)
     else:
         raise ConfigError(
             f"The '{name}' parameter must be a Dataset or a polars DataFrame. Got {type(data).__name__}."

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from recsys.dataset import Dataset
+from recsys.dataset import Dataset, purchases_only
 from recsys.evaluation import _ground_truth as gt
 from recsys.exceptions import ConfigError
 
@@ -66,8 +66,8 @@ def activity_tiers(train: Dataset | pl.DataFrame, *, edges: Sequence[int] = (1, 
             f"The 'edges' parameter of activity_tiers must be strictly increasing ints starting at 1. Got {edges!r} instead."
         )
     frame = train.purchases if isinstance(train, Dataset) else train
-    if isinstance(frame, pl.DataFrame) and "event" in frame.columns:
-        frame = frame.filter(pl.col("event") == "purchase")
+    if isinstance(frame, pl.DataFrame):
+        frame = purchases_only(frame)
     gt.purchases("train", frame)  # validates customer_id / item_id
     if "order_id" in frame.columns and "ts" in frame.columns:
         no_id = pl.col("order_id").is_null()

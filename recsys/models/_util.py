@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from recsys._arrays import row_score_order
 from recsys._time import newest
+from recsys.dataset import purchases_only
 from recsys.exceptions import UnknownIdError
 from recsys.idmap import IdMap
 from recsys.models.base import OnUnknown, Recommender
@@ -66,13 +67,6 @@ _US_PER_DAY = 86_400_000_000
 
 
 # ------------------------------------------------------------------------------------------------ purchases
-def purchases_only(interactions: pl.DataFrame) -> pl.DataFrame:
-    """Rows with ``event == 'purchase'`` (all rows when the frame has no ``event`` column)."""
-    if "event" in interactions.columns:
-        return interactions.filter(pl.col("event") == "purchase")
-    return interactions
-
-
 def purchases_of(interactions: pl.DataFrame) -> pl.DataFrame:
     """Purchase rows with the columns these models need (``order_id`` null when absent)."""
     frame = purchases_only(interactions)

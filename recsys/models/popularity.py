@@ -16,7 +16,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys._time import newest
-from recsys.dataset import Dataset
+from recsys.dataset import Dataset, purchases_only
 from recsys.idmap import IdMap
 from recsys.models._overlay import OverlayCSR
 from recsys.models._util import sorted_ids
@@ -153,7 +153,7 @@ class Popularity(Recommender):
     def partial_fit(self, interactions: pl.DataFrame) -> Popularity:
         """New purchases mark items as bought for their customers (counts stay as trained)."""
         self._check_fitted()
-        purchases = interactions.filter(pl.col("event") == "purchase") if "event" in interactions.columns else interactions
+        purchases = purchases_only(interactions)
         self.customer_ids_ = self.customer_ids_.extend(purchases["customer_id"].to_list())
         self.bought_.add(self.customer_ids_.index(purchases["customer_id"].to_list()),
                          self.item_ids_.index(purchases["item_id"].to_list()), how="or")
