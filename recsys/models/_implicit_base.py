@@ -30,7 +30,7 @@ from recsys.models._implicit_util import (
     single_blas,
 )
 from recsys.models._overlay import OverlayCSR, ensure_len
-from recsys.models._util import sorted_ids
+from recsys.models._util import csr_from_coo, sorted_ids
 from recsys.models.base import (
     OnUnknown,
     Recommendations,
@@ -266,9 +266,9 @@ def _pool_positions(pool: np.ndarray, user_items: sp.csr_matrix) -> sp.csr_matri
     inside = (pool[at] == cols) & (user_items.data != 0)  # (implicit drops stored zeros as well)
     n_rows = user_items.shape[0]
     row = np.repeat(np.arange(n_rows), np.diff(user_items.indptr))
-    indptr = np.r_[0, np.cumsum(np.bincount(row[inside], minlength=n_rows))]
+    indptr = csr_from_coo(row[inside], n_rows)
     return sp.csr_matrix((np.ones(int(indptr[-1]), dtype=np.float32), at[inside], indptr),
-                         shape=(user_items.shape[0], len(pool)))
+                         shape=(n_rows, len(pool)))
 
 
 class _FactorRecommender(_ImplicitRecommender):

@@ -46,13 +46,17 @@ def _repeat_gaps(purchases: pl.DataFrame) -> pl.DataFrame:
     that took minutes; one sort of a packed integer (item, customer) key, the gaps between neighbouring
     rows of the same key, and a group-by of only the repeat rows give the same numbers ~12× faster.
     """
-    item_code = pl.col("item_id").cast(pl.Categorical).to_physical().cast(pl.UInt64)
-    codes = purchases.select(
-        (item_code * (1 << 32)
-         + pl.col("customer_id").cast(pl.Categorical).to_physical().cast(pl.UInt64)).alias("_key"),
-        "ts",
+    # one categorical cast per column: the codes are local to a cast, so the key and the code -> item
+    # name table must come from the same one
+    coded = purchases.select(
+        pl.col("item_id").cast(pl.Categorical).to_physical().cast(pl.UInt64).alias("_item"),
+        pl.col("customer_id").cast(pl.Categorical).to_physical().cast(pl.UInt64).alias("_cust"),
+        "item_id", "ts",
+    )
+    names = coded.select("_item", "item_id").unique("_item")
+    codes = coded.select(
+        (pl.col("_item") * (1 << 32) + pl.col("_cust")).alias("_key"), "ts",
     ).sort("_key", "ts")  # integers only: the item id strings do not travel through the sort (~0.5 GB)
-    names = purchases.select(item_code.alias("_item"), "item_id").unique("_item")
     again = pl.col("_key") == pl.col("_key").shift(1)
     gaps = codes.with_columns(
         pl.when(again).then((pl.col("ts") - pl.col("ts").shift(1)).dt.total_seconds()).alias("_gap")
